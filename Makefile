@@ -1,0 +1,63 @@
+# Transfer Learning, hands-on: one entry point for learners, instructors and CI.
+#   make book    install everything and build the website into _build/html (full profile)
+#   make test    install everything and run the test suite (labs in the ci profile)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+JB     := $(VENV)/bin/jupyter-book
+# The exact torch pair this course is tested with; pyproject.toml keeps a range for Colab.
+TORCH  := torch==2.14.1 torchvision==0.29.1
+SUBMISSIONS ?= submissions
+GRADE_ARGS  ?=
+
+.PHONY: setup book book-ci book-instructor test test-fast assign grade pretrain bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e ".[book,test,grading]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+setup: $(VENV)/.installed
+
+# The website shows the labs' student versions: lab masters are swapped for otter's student
+# notebooks in a staged copy of the sources (_build/src/student), and the built site is checked
+# for solution and hidden-test text.
+book: setup
+	$(PY) -m tlutils.grading stage-book --edition student
+	$(JB) build _build/src/student -W -n --keep-going --path-output .
+	$(PY) -m tlutils.grading check-leaks _build/html
+
+# The same book with every lab in the quick `ci` profile, in its own folder and cache.
+book-ci: setup
+	$(PY) -m tlutils.grading stage-book --edition student --dest _build_ci/src/student
+	TLUTILS_PROFILE=ci $(JB) build _build_ci/src/student -W -n --keep-going --path-output _build_ci
+	$(PY) -m tlutils.grading check-leaks _build_ci/_build/html
+
+# The instructor edition, with solutions (never publish it): _build/instructor/_build/html
+book-instructor: setup
+	$(PY) -m tlutils.grading stage-book --edition instructor
+	$(JB) build _build/src/instructor -W -n --keep-going --path-output _build/instructor
+
+test: setup
+	$(PY) -m pytest -v -p no:xdist --durations=15
+
+test-fast: setup
+	$(PY) -m pytest -m "not notebook and not book" -q
+
+assign: setup
+	$(PY) -m tlutils.grading assign
+
+grade: setup
+	$(PY) -m tlutils.grading grade $(SUBMISSIONS) $(GRADE_ARGS)
+
+pretrain: setup
+	$(PY) -m tlutils.pretrain
+
+bench: setup
+	$(PY) benchmarks/bench_fit.py
+
+clean:
+	rm -rf _build _build_ci build tests/_artifacts

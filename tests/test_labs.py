@@ -1,0 +1,80 @@
+"""The notebook harness: every lab under labs/ runs in the ci profile, within budget,
+reproduces its numbers, and shows what its text claims (checks in lab_checks.py)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import papermill as pm
+import pytest
+
+import lab_checks
+from notebooks import CI_BUDGET_S, execute, glued, lab_notebooks
+
+pytestmark = pytest.mark.notebook
+LABS = lab_notebooks()
+IDS = [p.stem for p in LABS]
+_runs: dict = {}
+
+
+def run(nb, seed=0):
+    """Execute each (notebook, seed) once per test session."""
+    key = (nb, seed)
+    if key not in _runs:
+        _runs[key] = execute(nb, "ci", seed)
+    return _runs[key]
+
+
+def test_labs_exist():
+    assert LABS, "no notebooks found under labs/"
+
+
+@pytest.mark.parametrize("nb", LABS, ids=IDS)
+def test_lab_runs_within_ci_budget(nb):
+    _, seconds = run(nb)
+    assert seconds < CI_BUDGET_S, f"{nb.stem} took {seconds:.0f} s in the ci profile (budget {CI_BUDGET_S:.0f} s)"
+
+
+@pytest.mark.parametrize("nb", LABS, ids=IDS)
+def test_lab_shows_what_its_text_claims(nb):
+    check = getattr(lab_checks, f"check_{nb.stem}", None)
+    assert check is not None, f"add check_{nb.stem}(g, profile) to tests/lab_checks.py"
+    out, _ = run(nb)
+    check(glued(out), "ci")
+
+
+@pytest.mark.parametrize("nb", LABS, ids=IDS)
+def test_lab_claims_hold_for_other_seeds(nb):
+    for seed in lab_checks.EXTRA_SEEDS.get(nb.stem, []):
+        out, _ = run(nb, seed)
+        lab_checks.__dict__[f"check_{nb.stem}"](glued(out), "ci")
+
+
+@pytest.mark.parametrize("nb", LABS, ids=IDS)
+def test_lab_is_deterministic_nbval(nb):
+    """nbval re-runs the executed notebook and compares the cells marked NBVAL_CHECK_OUTPUT
+    (each lab's summary of recorded numbers): the same seed must give the same numbers."""
+    out, _ = run(nb)
+    text = out.read_text()
+    assert "NBVAL_CHECK_OUTPUT" in text, f"{nb.stem} has no '# NBVAL_CHECK_OUTPUT' summary cell"
+    r = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:xdist",
+                        "-p", "no:cacheprovider", "-q", str(out)],
+                       cwd=nb.parent, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("nb", LABS, ids=IDS)
+def test_lab_rejects_unknown_profile(nb, tmp_path):
+    with pytest.raises(pm.PapermillExecutionError, match="unknown profile 'fast'"):
+        pm.execute_notebook(str(nb), str(tmp_path / "out.ipynb"), parameters={"profile": "fast"},
+                            cwd=str(nb.parent), kernel_name="python3", progress_bar=False)
+
+
+def test_broken_notebook_fails_the_harness(tmp_path):
+    import nbformat
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("profile = 'ci'\nseed = 0", metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell("raise RuntimeError('deliberately broken')")])
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(nb, str(path))
+    with pytest.raises(pm.PapermillExecutionError, match="deliberately broken"):
+        execute(path, out_dir=tmp_path)

@@ -1,0 +1,90 @@
+"""The notebook contract: profiles, seeding and the device, in one call at the top of a lab.
+
+Every lab starts with a ``parameters`` cell (``profile``, ``seed``) and then::
+
+    device = tlutils.lab.start(profile, seed)
+    cfg = tlutils.lab.choose(profile, ci=dict(epochs=3), full=dict(epochs=10))
+"""
+from __future__ import annotations
+
+import platform
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+from .train import get_device, seed_everything
+
+PROFILES = ("ci", "full")
+"""``ci``: small and fast (the test harness, under 90 s); ``full``: the numbers the book shows."""
+
+
+def check_profile(profile: str) -> str:
+    """Return ``profile`` if it is known, else raise a ValueError that lists the choices."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}: use 'ci' (quick, for tests) or 'full' (the book's numbers)")
+    return profile
+
+
+def start(profile: str, seed: int = 0, device: str | None = None, verbose: bool = True) -> torch.device:
+    """Validate the profile, seed everything and pick the device (CUDA, then MPS, then CPU)."""
+    check_profile(profile)
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed_everything(seed)
+    dev = get_device(device)
+    if verbose:
+        name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
+        print(f"profile={profile} seed={seed} device={dev} ({name}), torch {torch.__version__}, "
+              f"{torch.get_num_threads()} CPU threads")
+    return dev
+
+
+def choose(profile: str, *, ci: dict[str, Any], full: dict[str, Any]) -> SimpleNamespace:
+    """The settings of ``profile`` as attributes (``cfg.epochs``); both dicts must have the same keys."""
+    check_profile(profile)
+    if set(ci) != set(full):
+        raise ValueError(f"ci and full settings differ in keys: {sorted(set(ci) ^ set(full))}")
+    return SimpleNamespace(**(ci if profile == "ci" else full))
+
+
+def in_colab() -> bool:
+    """True when running inside Google Colab."""
+    try:
+        import google.colab  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+RECORDED: dict[str, Any] = {}
+"""Everything :func:`record` saw in this kernel, for :func:`summary`."""
+
+
+def record(name: str, value: Any, display: bool = False) -> Any:
+    """Record a number (or table) under ``name`` for the book and the tests (``myst_nb.glue``).
+
+    Floats are rounded to 4 decimals so the text in the book stays readable. Without
+    myst-nb installed (e.g. in Colab) the value is printed instead. Returns the value.
+    """
+    if isinstance(value, float):
+        value = round(value, 4)
+    RECORDED[name] = value
+    try:
+        from myst_nb import glue
+    except ImportError:
+        print(f"{name} = {value!r}")
+        return value
+    glue(name, value, display=display)
+    return value
+
+
+def summary() -> None:
+    """Print every recorded number, sorted by name: the lab's results in one place.
+
+    The test harness re-runs each lab and compares this cell's output
+    (``# NBVAL_CHECK_OUTPUT``): same seed, same numbers.
+    """
+    for name in sorted(RECORDED):
+        if isinstance(RECORDED[name], (int, float, str, list, tuple, dict)):
+            print(f"{name:32s} {RECORDED[name]!r}")

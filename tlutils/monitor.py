@@ -1,0 +1,126 @@
+"""Monitors: what happens inside the backbone while it is fine-tuned.
+
+Functions measure one snapshot; the :class:`~tlutils.train.Callback` classes
+record them during :func:`tlutils.train.fit`.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Mapping
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .freeze import block_parameters, bn_layers
+from .models import BLOCKS
+from .train import Callback, FitState, evaluate
+
+BACKBONE = BLOCKS[:-1]
+
+
+def grad_norms(model: nn.Module, blocks=BLOCKS) -> dict[str, float]:
+    """L2 norm of the current gradients of each block (0 for blocks without gradients)."""
+    out = {}
+    for b in blocks:
+        sq = [p.grad.detach().float().pow(2).sum() for p in block_parameters(model, b) if p.grad is not None]
+        out[b] = float(torch.stack(sq).sum().sqrt()) if sq else 0.0
+    return out
+
+
+def backbone_grad_norm(norms: Mapping[str, float]) -> float:
+    """Combined L2 gradient norm of the backbone blocks in a :func:`grad_norms` dict."""
+    return float(sum(norms[b] ** 2 for b in BACKBONE if b in norms) ** 0.5)
+
+
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of the model's state_dict, the reference for drift measures."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def weight_drift(model: nn.Module, reference: Mapping[str, torch.Tensor],
+                 blocks=BACKBONE) -> dict[str, float]:
+    """Relative distance ``||w - w0|| / ||w0||`` of each block's weights from ``reference``."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    out = {}
+    for b in blocks:
+        num, den = 0.0, 0.0
+        for p in block_parameters(model, b):
+            w0 = reference[names[id(p)]].to(p.device)
+            num += float((p.detach() - w0).pow(2).sum())
+            den += float(w0.pow(2).sum())
+        out[b] = (num / den) ** 0.5 if den > 0 else 0.0
+    return out
+
+
+def bn_stat_drift(model: nn.Module, reference: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Per BN layer: mean absolute change of ``running_mean`` plus that of ``running_var``."""
+    out = {}
+    for name, m in bn_layers(model):
+        rm0 = reference[f"{name}.running_mean"].to(m.running_mean.device)
+        rv0 = reference[f"{name}.running_var"].to(m.running_var.device)
+        out[name] = float((m.running_mean - rm0).abs().mean() + (m.running_var - rv0).abs().mean())
+    return out
+
+
+def source_accuracy(model: nn.Module, source_head: nn.Module, data: Dataset | DataLoader,
+                    device=None) -> float:
+    """Source-task accuracy of the (fine-tuned) backbone read through its original head.
+
+    This is how forgetting is measured: target accuracy cannot show it.
+    """
+    return evaluate(model, data, head=source_head, device=device)["acc"]
+
+
+class GradNormMonitor(Callback):
+    """Records per-block gradient norms at every step (before clipping).
+
+    ``self.steps`` is a list of dicts: ``{"step", "epoch", <block>: norm, "backbone": norm}``.
+    """
+
+    def __init__(self) -> None:
+        self.steps: list[dict] = []
+
+    def on_after_backward(self, state: FitState) -> None:
+        norms = grad_norms(state.model)
+        norms["backbone"] = backbone_grad_norm(norms)
+        self.steps.append({"step": state.step, "epoch": state.epoch, **norms})
+
+    def series(self, key: str = "backbone") -> list[float]:
+        return [s[key] for s in self.steps]
+
+
+class DriftMonitor(Callback):
+    """Records weight drift per block (and BN running-stat drift) from the start of ``fit``.
+
+    Pass ``reference`` (a :func:`snapshot`) to measure from the pretrained weights
+    across several ``fit`` calls. Records every ``every`` steps.
+    """
+
+    def __init__(self, reference: Mapping[str, torch.Tensor] | None = None, every: int = 1,
+                 bn: bool = False) -> None:
+        self.reference, self.every, self.bn = reference, every, bn
+        self.steps: list[dict] = []
+
+    def on_fit_start(self, state: FitState) -> None:
+        if self.reference is None:
+            self.reference = snapshot(state.model)
+
+    def on_step_end(self, state: FitState) -> None:
+        if state.step % self.every:
+            return
+        row = {"step": state.step, "epoch": state.epoch, **weight_drift(state.model, self.reference)}
+        if self.bn:
+            row.update({f"bn:{k}": v for k, v in bn_stat_drift(state.model, self.reference).items()})
+        self.steps.append(row)
+
+
+class SourceAccuracyMonitor(Callback):
+    """Adds ``source_acc`` (original head on the current backbone) to each epoch's history row."""
+
+    def __init__(self, source_head: nn.Module, data: Dataset | DataLoader) -> None:
+        self.head = copy.deepcopy(source_head)
+        self.data = data
+
+    def on_epoch_end(self, state: FitState, logs: dict) -> None:
+        logs["source_acc"] = source_accuracy(state.model, self.head, self.data, device=state.device)
