@@ -81,14 +81,21 @@ def plot_step_series(runs: Mapping[str, Sequence[dict]], blocks: Sequence[str] =
     return fig
 
 
-def plot_bars(values: Mapping[str, Mapping[str, float]], ylabel: str, title: str | None = None):
-    """Grouped bars: ``values[run][category]``, e.g. final weight drift per block per run."""
+def plot_bars(values: Mapping[str, Mapping[str, float]], ylabel: str, title: str | None = None,
+              log: bool = False):
+    """Grouped bars: ``values[run][category]``, e.g. final weight drift per block per run.
+
+    Each bar is labelled with its value (``0`` bars, e.g. frozen blocks, read "0").
+    """
     runs = list(values)
     cats = list(next(iter(values.values())))
     width = 0.8 / len(runs)
     fig, ax = plt.subplots(figsize=(1.2 * len(cats) + 3, 3.6))
     for i, r in enumerate(runs):
-        ax.bar(np.arange(len(cats)) + i * width, [values[r][c] for c in cats], width, label=r)
+        bars = ax.bar(np.arange(len(cats)) + i * width, [values[r][c] for c in cats], width, label=r)
+        ax.bar_label(bars, labels=[f"{values[r][c]:.2g}" for c in cats], fontsize=7)
+    if log:
+        ax.set_yscale("log")
     ax.set_xticks(np.arange(len(cats)) + width * (len(runs) - 1) / 2, cats)
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
