@@ -27,19 +27,19 @@ setup: $(VENV)/.installed
 # for solution and hidden-test text.
 book: setup
 	$(PY) -m tlutils.grading stage-book --edition student
-	$(JB) build _build/src/student -W -n --keep-going --path-output .
+	$(JB) build _build/src/student -W -n --keep-going --all --path-output .
 	$(PY) -m tlutils.grading check-leaks _build/html
 
 # The same book with every lab in the quick `ci` profile, in its own folder and cache.
 book-ci: setup
 	$(PY) -m tlutils.grading stage-book --edition student --dest _build_ci/src/student
-	TLUTILS_PROFILE=ci $(JB) build _build_ci/src/student -W -n --keep-going --path-output _build_ci
+	TLUTILS_PROFILE=ci $(JB) build _build_ci/src/student -W -n --keep-going --all --path-output _build_ci
 	$(PY) -m tlutils.grading check-leaks _build_ci/_build/html
 
 # The instructor edition, with solutions (never publish it): _build/instructor/_build/html
 book-instructor: setup
 	$(PY) -m tlutils.grading stage-book --edition instructor
-	$(JB) build _build/src/instructor -W -n --keep-going --path-output _build/instructor
+	$(JB) build _build/src/instructor -W -n --keep-going --all --path-output _build/instructor
 
 test: setup
 	$(PY) -m pytest -v -p no:xdist --durations=15

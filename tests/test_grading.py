@@ -1,0 +1,357 @@
+"""Graded exercises (issue 4): otter assign, grading a class, the book's two editions, leak checks.
+
+Built around ``tests/fixtures/toy_lab.ipynb`` (a lab-like master: 3 questions worth 1 + 2 + 1
+points); one grading run serves tests (a)-(d). Real lab masters under ``labs/`` are linted, and
+their untouched student notebooks are graded (they must run to the end and score 0).
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tlutils import grading as g
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = Path(__file__).parent / "fixtures" / "toy_lab.ipynb"
+POINTS = {"q1": 1.0, "q2": 2.0, "q3": 1.0}
+REAL_LABS = g.assignment_masters(ROOT / "labs")
+GRADING_TIMEOUT_S = 30.0  # the toy lab grades in ~5-10 s; the endless submission is stopped here
+
+TOY_CONFIG = """\
+title: "Toy book"
+author: "tests"
+only_build_toc_files: true
+exclude_patterns: [_build, build]
+execute:
+  execute_notebooks: cache
+  timeout: 300
+  raise_on_error: true
+  allow_errors: false
+  stderr_output: remove-warn
+sphinx:
+  config:
+    nb_merge_streams: true
+"""
+TOY_TOC = "format: jb-book\nroot: intro\nchapters:\n  - file: labs/toy_lab\n"
+
+
+# --------------------------------------------------------------------------- helpers
+
+def by_question(nb: nbformat.NotebookNode, tag: str) -> dict[str, list[int]]:
+    """Indices of the cells tagged ``tag``, grouped by the ``grader.check("q")`` cell that follows them."""
+    groups: dict[str, list[int]] = {}
+    pending: list[int] = []
+    for i, cell in enumerate(nb.cells):
+        if tag in cell.metadata.get("tags", []):
+            pending.append(i)
+        m = re.match(r'grader\.check\("([^"]+)"\)', cell.source.strip()) if cell.cell_type == "code" else None
+        if m:
+            groups[m.group(1)], pending = pending, []
+    return groups
+
+
+def with_answers(lab: g.AssignedLab, solved: set[str] = frozenset(), replace: dict[str, str] | None = None):
+    """The student notebook with the solutions of ``solved`` questions filled in and the answer
+    cells of ``replace`` questions set to the given code (first answer cell; others emptied)."""
+    stu = nbformat.read(str(lab.student_notebook), as_version=4)
+    sol = nbformat.read(str(lab.autograder_notebook), as_version=4)
+    s_cells, a_cells = by_question(stu, "otter_answer_cell"), by_question(sol, "otter_assign_solution_cell")
+    nb = copy.deepcopy(stu)
+    for q in solved:
+        for i, j in zip(s_cells[q], a_cells[q], strict=True):
+            nb.cells[i].source = sol.cells[j].source
+    for q, code in (replace or {}).items():
+        for k, i in enumerate(s_cells[q]):
+            nb.cells[i].source = code if k == 0 else ""
+    return nb
+
+
+def put(folder: Path, student: str, lab: str, nb=None, text: str | None = None) -> Path:
+    path = folder / student / f"{lab}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if text is not None:
+        path.write_text(text)
+    else:
+        nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def toy_repo(tmp_path_factory) -> Path:
+    """A miniature course repository: the toy lab master plus a one-page book around it."""
+    root = tmp_path_factory.mktemp("toy_repo")
+    (root / "labs").mkdir()
+    shutil.copy(FIXTURE, root / "labs" / "toy_lab.ipynb")
+    (root / "_config.yml").write_text(TOY_CONFIG)
+    (root / "_toc.yml").write_text(TOY_TOC)
+    (root / "intro.md").write_text("# Toy book\n\nOne lab with graded exercises.\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def toy_lab(toy_repo) -> g.AssignedLab:
+    labs = g.assign(root=toy_repo)
+    assert set(labs) == {"toy_lab"}
+    return labs["toy_lab"]
+
+
+# --------------------------------------------------------------------------- format and assign (fast)
+
+def test_fixture_follows_the_course_format():
+    assert g.lint_master(FIXTURE) == []
+    m = g.read_master(FIXTURE)
+    assert [(q.name, q.points) for q in m.questions] == [("q1", 1), ("q2", 2), ("q3", 1)]
+    assert all(q.public_tests and q.hidden_tests and q.solution_cells for q in m.questions)
+
+
+def test_lint_explains_what_is_missing(tmp_path):
+    nb = nbformat.read(str(FIXTURE), as_version=4)
+    nb.cells[0].source = "# ASSIGNMENT CONFIG\ninit_cell: true"           # otter's defaults
+    nb.cells = [c for c in nb.cells if not c.source.startswith("# HIDDEN")]  # no hidden tests
+    nb.cells[1].metadata["tags"] = []                                      # no parameters cell
+    bad = tmp_path / "bad_lab.ipynb"
+    nbformat.write(nb, str(bad))
+    problems = "\n".join(g.lint_master(bad))
+    assert "ok_format: false" in problems and "export_cell: false" in problems
+    assert "parameters" in problems
+    assert "q1: no hidden test" in problems and "q3: no hidden test" in problems
+    with pytest.raises(g.GradingError, match="ok_format"):
+        g.assign([bad], tmp_path / "out")
+
+
+@pytest.mark.parametrize("master", REAL_LABS or [None], ids=[p.stem for p in REAL_LABS] or ["no-real-labs"])
+def test_real_lab_masters_follow_the_course_format(master):
+    if master is None:
+        pytest.skip("no lab master with an assignment config under labs/ yet")
+    assert g.lint_master(master) == [], f"{master.name} does not follow chapters/instructor_guide.md"
+
+
+def test_assign_writes_student_and_autograder_versions(toy_lab):
+    stu = nbformat.read(str(toy_lab.student_notebook), as_version=4)
+    text = nbformat.writes(stu)
+    assert "count_parameters(model)  # SOLUTION" not in text and "freeze_first_layer_solution" not in text
+    assert "n_params = ..." in text and "acc = ..." in text
+    assert "hidden_marker_q2" not in text and "test_q2_right_layer" not in text  # hidden tests stay out
+    assert "test_q2_something_frozen" in text  # public tests travel in the metadata for grader.check
+    assert not any(c.cell_type == "raw" for c in stu.cells)
+    code = [c for c in stu.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", []), "the parameters cell must stay the first code cell"
+    assert code[1].source.startswith("# Initialize Otter")
+    assert by_question(stu, "otter_answer_cell").keys() == POINTS.keys()
+    import zipfile
+    with zipfile.ZipFile(toy_lab.autograder_zip) as zf:
+        q2 = zf.read("tests/q2.py").decode()
+    assert "hidden=True" in q2 and "test_q2_right_layer" in q2
+
+
+def test_instructor_notebook_keeps_solutions_but_not_hidden_tests():
+    nb = g.instructor_notebook(FIXTURE)
+    text = "\n".join(c.source for c in nb.cells)
+    assert "tlutils.freeze.count_parameters(model)" in text and "freeze_first_layer_solution" in text
+    assert "# SOLUTION" not in text and "BEGIN SOLUTION" not in text
+    assert "hidden_marker_q2" not in text and "test_q2_right_layer" not in text
+    assert "test_q1_is_int" in text  # public tests remain, as plain functions
+    assert not any(c.cell_type == "raw" for c in nb.cells)
+    assert "parameters" in nb.cells[0].metadata.get("tags", [])
+    nbformat.validate(nb)
+
+
+def test_leak_scanner_sees_through_highlighted_html(tmp_path):
+    """Positive control for hidden tests: an HTML rendering of the *master* must be flagged."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(FIXTURE), as_version=4))
+    (tmp_path / "toy_lab.html").write_text(body)
+    kinds = {lk.kind for lk in g.find_leaks(tmp_path, [FIXTURE])}
+    assert kinds == {"solution", "hidden test"}
+    snippets = g.leak_snippets(FIXTURE)
+    assert any("freeze_first_layer_solution" in s for s in snippets["solution"])
+    assert any("hidden_marker_q2" in s for s in snippets["hidden test"])
+    assert not any("n_params" == s for s in snippets["solution"])  # the prompt `n_params = ...` is not a leak
+
+
+def test_submission_naming(tmp_path):
+    put(tmp_path, "alice", "toy_lab", text="{}")
+    put(tmp_path, "bob", "other_lab", text="{}")
+    (tmp_path / "stray.ipynb").write_text("{}")
+    (tmp_path / "carol" / "deep").mkdir(parents=True)
+    (tmp_path / "carol" / "deep" / "toy_lab.ipynb").write_text("{}")
+    subs, warnings = g.discover_submissions(tmp_path)
+    assert [(s.student, s.lab) for s in subs] == [("alice", "toy_lab"), ("bob", "other_lab")]
+    assert len(warnings) == 2 and all("<student>/<lab>.ipynb" in w for w in warnings)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x80\xff not text", b"[]", b"{}", b'{"cells": "nope"}',
+                                     b'{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": "nope"}',
+                                     b"{" * 64])
+def test_non_notebooks_score_zero_before_anything_runs(tmp_path, content):
+    lab = g._Lab("toy_lab", b"", ["q1", "q2"], {"q1": 1.0, "q2": 2.0})
+    path = tmp_path / "s" / "toy_lab.ipynb"
+    path.parent.mkdir()
+    path.write_bytes(content)
+    row = g._run_one(g.Submission("s", "toy_lab", path), lab, 5, "ci", 1000, 1, False)
+    assert (row.status, row.scores, row.max_total) == ("invalid", {"q1": 0.0, "q2": 0.0}, 3.0)
+    assert "not a valid notebook" in row.notes[0]
+
+
+def test_oversized_submissions_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(g, "MAX_SUBMISSION_BYTES", 100)
+    path = tmp_path / "s" / "toy_lab.ipynb"
+    path.parent.mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1\n" * 50)]), str(path))
+    row = g._run_one(g.Submission("s", "toy_lab", path), g._Lab("toy_lab", b"", ["q1"], {"q1": 1.0}),
+                     5, "ci", 1000, 1, False)
+    assert row.status == "invalid" and "limit" in row.notes[0]
+
+
+# --------------------------------------------------------------------------- grading a class (slow)
+
+@pytest.fixture(scope="module")
+def graded(toy_repo, toy_lab, tmp_path_factory):
+    """ONE grading run over a class with good, partial and misbehaving submissions."""
+    subs = tmp_path_factory.mktemp("submissions")
+    out = toy_repo / "build" / "grades"
+    lab = "toy_lab"
+    put(subs, "alice", lab, nbformat.read(str(toy_lab.autograder_notebook), as_version=4))   # the solutions
+    put(subs, "bob", lab, with_answers(toy_lab, {"q1", "q3"}))                              # partial
+    put(subs, "carol", lab, with_answers(toy_lab, {"q1", "q3"}, {"q2": "raise RuntimeError('boom')"}))
+    put(subs, "dave", lab, with_answers(toy_lab, {"q1"}, {"q2": "while True:\n    pass"}))  # endless
+    put(subs, "erin", lab, text='{"cells": [ not json')                                      # corrupt
+    put(subs, "frank", lab, nbformat.read(str(toy_lab.student_notebook), as_version=4))    # untouched
+    flood = "n_params = tlutils.freeze.count_parameters(model)\nimport os\nprint('x' * 3_000_000)\n" \
+            "os.write(1, b'y' * 3_000_000)"
+    put(subs, "grace", lab, with_answers(toy_lab, replace={"q1": flood}))                    # prints megabytes
+    vandal = ("import glob, os\n"
+              f"for z in glob.glob({str(toy_repo / 'build' / 'assign')!r} + '/**/*.zip', recursive=True):\n"
+              "    open(z, 'wb').write(b'junk')\n"
+              f"os.makedirs({str(out)!r}, exist_ok=True)\n"
+              f"open({str(out / 'grades.csv')!r}, 'w').write('pwned')\n"
+              "n_params = tlutils.freeze.count_parameters(model)")
+    put(subs, "heidi", lab, with_answers(toy_lab, replace={"q1": vandal}))                   # attacks the grader
+    rows = g.grade(subs, out, timeout=GRADING_TIMEOUT_S, workers=2, root=toy_repo)
+    with (out / "grades.csv").open() as f:
+        table = {r["student"]: r for r in csv.DictReader(f)}
+    return {"rows": {r.student: r for r in rows}, "table": table, "out": out}
+
+
+def scores(row: dict) -> tuple:
+    return tuple(float(row[q]) for q in POINTS) + (float(row["total"]),)
+
+
+@pytest.mark.notebook
+def test_solutions_score_full_marks(graded):
+    row = graded["table"]["alice"]
+    assert scores(row) == (1, 2, 1, 4) and row["possible"] == "4"
+    assert row["status"] == "graded" and row["notes"] == ""
+
+
+@pytest.mark.notebook
+def test_untouched_student_notebook_runs_to_the_end_and_scores_zero(graded):
+    row = graded["table"]["frank"]
+    assert scores(row) == (0, 0, 0, 0)
+    assert row["status"] == "graded", row["notes"]  # not "graded with errors": no cell raised
+    assert "raised" not in row["notes"] and "n_params should be an int" in row["notes"]
+
+
+@pytest.mark.notebook
+def test_partial_answers_score_exactly_their_points(graded):
+    row = graded["table"]["bob"]
+    assert scores(row) == (1, 0, 1, 2)
+    assert "q2 0/2" in row["notes"]
+
+
+@pytest.mark.notebook
+def test_one_grading_run_survives_bad_submissions(graded, toy_repo):
+    table, out = graded["table"], graded["out"]
+    header = next(csv.reader((out / "grades.csv").open()))
+    assert header == ["student", "lab", "q1", "q2", "q3", "total", "possible", "status", "seconds", "notes"]
+    assert sorted(table) == ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"]
+    expected = {  # student: (q1, q2, q3, total), status, a phrase of the notes
+        "alice": ((1, 2, 1, 4), "graded", ""),
+        "bob": ((1, 0, 1, 2), "graded", "q2 0/2"),
+        "carol": ((1, 0, 1, 2), "graded with errors", "raised RuntimeError: boom"),
+        "dave": ((0, 0, 0, 0), "timeout", f"{GRADING_TIMEOUT_S:g} s time limit"),
+        "erin": ((0, 0, 0, 0), "invalid", "not a valid notebook"),
+        "frank": ((0, 0, 0, 0), "graded", "q1 0/1"),
+        "grace": ((1, 0, 0, 1), "graded", "console output capped"),
+        "heidi": ((1, 0, 0, 1), "graded", "q2 0/2"),
+    }
+    for student, (pts, status, phrase) in expected.items():
+        row = table[student]
+        assert (scores(row), row["status"]) == (pts, status), (student, row)
+        assert phrase in row["notes"], (student, row["notes"])
+        result = json.loads((out / student / "toy_lab" / "results.json").read_text())
+        assert "tests" in result
+    assert "pwned" not in (out / "grades.csv").read_text()
+    assert float(table["dave"]["seconds"]) < GRADING_TIMEOUT_S + 30
+    assert (out / "grace" / "toy_lab" / "log.txt").stat().st_size <= g.DEFAULT_OUTPUT_CAP
+    # The vandal spoiled the zip on disk; the next run notices and rebuilds it.
+    lab = g._load_lab(toy_repo / "labs" / "toy_lab.ipynb", toy_repo / "build" / "assign")
+    assert lab.points == POINTS
+
+
+@pytest.fixture(scope="module")
+def real_labs_graded(tmp_path_factory) -> dict:
+    """ONE grading run over the untouched student notebook of every real lab.
+
+    Their solutions are not graded here, to keep this file fast: the harness (test_labs.py) runs
+    every master with its test cells, so each solution passes its own public and hidden tests, and
+    ``lint_master`` checks that each test function only uses its parameters, as the autograder needs.
+    """
+    tmp = tmp_path_factory.mktemp("real_labs")
+    labs = g.assign(REAL_LABS, tmp / "assign")
+    subs = tmp / "submissions"
+    for name, lab in labs.items():
+        put(subs, "untouched", name, nbformat.read(str(lab.student_notebook), as_version=4))
+    rows = g.grade(subs, tmp / "grades", masters=REAL_LABS, assign_dir=tmp / "assign", root=ROOT)
+    return {r.lab: r for r in rows}
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("master", REAL_LABS or [None], ids=[p.stem for p in REAL_LABS] or ["no-real-labs"])
+def test_real_lab_student_version_runs_to_the_end_and_scores_zero(master, request):
+    if master is None:
+        pytest.skip("no lab master with an assignment config under labs/ yet")
+    zero = request.getfixturevalue("real_labs_graded")[master.stem]
+    assert zero.max_total > 0
+    assert zero.status == "graded", f"the student notebook must run to the end without errors: {zero.notes}"
+    assert zero.total == 0, (f"the untouched student notebook scores {zero.scores}: a test passes on the "
+                             f"`...` scaffold, see chapters/instructor_guide.md ({zero.notes})")
+
+
+# --------------------------------------------------------------------------- the book's editions (slow)
+
+def build_book(src: Path, out: Path) -> Path:
+    env = dict(os.environ, TLUTILS_PROFILE="ci")
+    jb = Path(sys.executable).with_name("jupyter-book")
+    r = subprocess.run([str(jb), "build", str(src), "-W", "-n", "--keep-going", "--path-output", str(out)],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return out / "_build" / "html"
+
+
+@pytest.mark.book
+def test_default_book_has_no_solutions_and_instructor_edition_does(toy_repo):
+    student_src = g.stage_book("student", root=toy_repo)
+    assert student_src == toy_repo / "_build" / "src" / "student"
+    assert {p.name for p in student_src.iterdir()} == {"_config.yml", "_toc.yml", "intro.md", "labs"}
+    html = build_book(student_src, toy_repo)  # `make book`: --path-output . -> _build/html
+    assert html == toy_repo / "_build" / "html"
+    page = g._file_text(html / "labs" / "toy_lab.html")  # the page's text, without highlighting markup
+    assert 'grader.check("q2")' in page and "n_params = ..." in page and "Test case failed" in page
+    assert g.find_leaks(html, root=toy_repo) == []
+
+    instructor_src = g.stage_book("instructor", root=toy_repo)
+    html_i = build_book(instructor_src, toy_repo / "_build" / "instructor")
+    kinds = {lk.kind for lk in g.find_leaks(html_i, root=toy_repo)}
+    assert kinds == {"solution"}, "the instructor edition shows solutions but never hidden tests"
