@@ -74,6 +74,7 @@ def test_broken_notebook_fails_the_harness(tmp_path):
     import nbformat
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("profile = 'ci'\nseed = 0", metadata={"tags": ["parameters"]}),
                                          nbformat.v4.new_code_cell("raise RuntimeError('deliberately broken')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = tmp_path / "broken.ipynb"
     nbformat.write(nb, str(path))
     with pytest.raises(pm.PapermillExecutionError, match="deliberately broken"):
