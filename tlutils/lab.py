@@ -61,11 +61,12 @@ RECORDED: dict[str, Any] = {}
 """Everything :func:`record` saw in this kernel, for :func:`summary`."""
 
 
-def record(name: str, value: Any, display: bool = False) -> Any:
+def record(name: str, value: Any, display: bool = False) -> None:
     """Record a number (or table) under ``name`` for the book and the tests (``myst_nb.glue``).
 
     Floats are rounded to 4 decimals so the text in the book stays readable. Without
-    myst-nb installed (e.g. in Colab) the value is printed instead. Returns the value.
+    myst-nb installed (e.g. in Colab) the value is printed instead. Returns nothing, so a
+    cell ending in ``record(...)`` does not show the value (or a figure) a second time.
     """
     if isinstance(value, float):
         value = round(value, 4)
@@ -74,9 +75,8 @@ def record(name: str, value: Any, display: bool = False) -> Any:
         from myst_nb import glue
     except ImportError:
         print(f"{name} = {value!r}")
-        return value
+        return
     glue(name, value, display=display)
-    return value
 
 
 def summary() -> None:
