@@ -60,5 +60,12 @@ def check_batchnorm(g: dict, profile: str) -> None:
     assert g["shift_target_acc_shifted"] <= g["shift_target_acc_clean"] - 0.2
     assert g["shift_target_acc_adabn"] >= g["shift_target_acc_shifted"] + 0.05
     assert g["shift_probe_acc_adabn_stats"] > g["shift_probe_acc_pretrained_stats"]
+    # re-normalising the input with the shifted data's own statistics vs AdaBN
+    r = g["renorm_vs_adabn"]
+    assert all(v["AdaBN"] >= v["pretrained input stats"] + 0.05 for v in r.values()), r
+    assert r["brightness"]["own input stats"] >= r["brightness"]["pretrained input stats"] + 0.2, r
+    for kind in ("noise", "blur"):
+        assert abs(r[kind]["own input stats"] - r[kind]["pretrained input stats"]) <= 0.03, r
+        assert r[kind]["AdaBN"] > r[kind]["own input stats"], r
     for fig in ("fig_bn_drift", "fig_one_image", "fig_batch_size"):
         assert g[fig] == "figure", fig

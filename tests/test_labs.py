@@ -79,3 +79,22 @@ def test_broken_notebook_fails_the_harness(tmp_path):
     nbformat.write(nb, str(path))
     with pytest.raises(pm.PapermillExecutionError, match="deliberately broken"):
         execute(path, out_dir=tmp_path)
+
+
+@pytest.mark.parametrize("nb", LABS, ids=IDS)
+def test_lab_opens_with_goals_and_a_colab_install_cell(nb):
+    """A learner sees goals, prerequisites and run time first; in Colab the first code cell installs tlutils."""
+    import nbformat
+    import yaml
+
+    cells = nbformat.read(nb, as_version=4).cells
+    intro = next(c.source for c in cells if c.cell_type == "markdown")
+    for heading in ("Learning goals", "Prerequisites", "Run time"):
+        assert heading in intro, f"{nb.name}: the first markdown cell should state '{heading}'"
+    first_code = next(c.source for c in cells if c.cell_type == "code")
+    repo = yaml.safe_load((nb.parents[1] / "_config.yml").read_text())["repository"]["url"]
+    assert '"google.colab" in sys.modules' in first_code and f"git+{repo}@main" in first_code, (
+        f"{nb.name}: the first code cell should install tlutils from {repo} when running in Colab")
+    assert "parameters" in next(c for c in cells if c.cell_type == "code" and c is not cells[0]
+                                and "google.colab" not in c.source).metadata.get("tags", []), (
+        f"{nb.name}: the parameters cell should follow the Colab cell")

@@ -219,8 +219,11 @@ def lint_master(path: Path | str) -> list[str]:
     if m.config_cell not in (None, 0):
         problems.append("the `# ASSIGNMENT CONFIG` raw cell should be the first cell")
     code = [(i, c) for i, c in enumerate(m.cells) if c.cell_type == "code"]
+    if code and "google.colab" in _source(code[0][1]):
+        code = code[1:]  # the Colab install cell may come first: it does nothing outside Colab
     if not code or "parameters" not in code[0][1].get("metadata", {}).get("tags", []):
-        problems.append("the first code cell must be the `parameters`-tagged cell (profile, seed)")
+        problems.append("the first code cell (after the Colab install cell) must be the "
+                        "`parameters`-tagged cell (profile, seed)")
     elif "TLUTILS_PROFILE" not in _source(code[0][1]):
         problems.append("the parameters cell should read `profile = os.environ.get(\"TLUTILS_PROFILE\", \"full\")`")
     if not m.questions:
