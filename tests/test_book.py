@@ -14,7 +14,7 @@ import nbformat
 import pytest
 import yaml
 
-from notebooks import ROOT
+from notebooks import ROOT, lab_notebooks
 
 pytestmark = pytest.mark.book
 JB = str(Path(sys.executable).with_name("jupyter-book"))
@@ -80,8 +80,20 @@ def test_chapter_quotes_the_labs_numbers(ci_book):
     assert not re.search(r"glue:text|::probe_val_acc", html), "an unresolved glue reference"
 
 
+def test_explorers_keep_their_widget_state_and_a_static_figure(ci_book):
+    labs = [nb for nb in lab_notebooks() if "explore.explorer(" in nb.read_text()]
+    assert len(labs) >= 2, "at least two labs should have an interactive explorer"
+    for nb in labs:
+        html = (ci_book / "labs" / f"{nb.stem}.html").read_text()
+        assert "application/vnd.jupyter.widget-state+json" in html, f"{nb.stem}: widget state not embedded"
+        view = html.index("application/vnd.jupyter.widget-view+json")
+        assert "<img" in html[view:view + 20000], f"{nb.stem}: no static figure below the explorer's controls"
+
+
 def test_lab_page_shows_figures_and_launch_button(ci_book):
     html = (ci_book / "labs" / "forgetting.html").read_text()
     assert html.count("<img") >= 4, "the lab page should show its figures"
-    assert "colab.research.google.com" in html, "the Colab launch button is missing"
+    for nb in lab_notebooks():
+        html = (ci_book / "labs" / f"{nb.stem}.html").read_text()
+        assert "colab.research.google.com" in html, f"{nb.stem}: the Colab launch button is missing"
     shutil.rmtree(ci_book.parent / ".jupyter_cache", ignore_errors=True)

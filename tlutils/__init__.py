@@ -8,16 +8,38 @@ Modules, one concept each:
 * :mod:`tlutils.freeze`  freezing, BatchNorm and learning-rate-group helpers
 * :mod:`tlutils.monitor` gradient norms, weight drift, BN statistics, forgetting
 * :mod:`tlutils.shift`   features, linear probe, MMD, CKA, AdaBN
+* :mod:`tlutils.hierarchy` transfer the first k blocks, frozen or fine-tuned (Yosinski et al.)
 * :mod:`tlutils.plots`   the labs' figures
+* :mod:`tlutils.explore` interactive explorers (ipywidgets) with a static view for the book
+* :mod:`tlutils.tracks`  the offline world track and the real-data (ImageNet ResNet-18) track
 * :mod:`tlutils.lab`     the notebook contract (profiles, seeds, device, recorded numbers)
+* :mod:`tlutils.grading` graded exercises: student editions, autograders, grade sheets
+
+Modules load on first use, so ``python -m tlutils check`` can report a missing dependency
+instead of failing to import.
 """
-from . import freeze, lab, models, monitor, shift, train, world
-from .freeze import freeze_bn, unfreeze_bn
-from .models import load_pretrained, resnet_small
-from .train import evaluate, fit, get_device
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["world", "models", "train", "freeze", "monitor", "shift", "lab",
-           "fit", "evaluate", "get_device", "load_pretrained", "resnet_small",
-           "freeze_bn", "unfreeze_bn", "__version__"]
+_MODULES = ("world", "models", "train", "freeze", "monitor", "shift", "plots", "explore", "tracks", "hierarchy",
+            "lab", "grading")
+_SHORTCUTS = {"fit": "train", "evaluate": "train", "get_device": "train", "load_pretrained": "models",
+              "resnet_small": "models", "freeze_bn": "freeze", "unfreeze_bn": "freeze"}
+
+__all__ = [*_MODULES, *_SHORTCUTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _SHORTCUTS:
+        return getattr(importlib.import_module(f".{_SHORTCUTS[name]}", __name__), name)
+    raise AttributeError(f"module 'tlutils' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

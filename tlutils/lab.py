@@ -35,7 +35,8 @@ def start(profile: str, seed: int = 0, device: str | None = None, verbose: bool 
     dev = get_device(device)
     if verbose:
         name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
-        print(f"profile={profile} seed={seed} device={dev} ({name}), torch {torch.__version__}, "
+        amp = "mixed precision (AMP) on" if dev.type == "cuda" else "float32"
+        print(f"profile={profile} seed={seed} device={dev} ({name}, {amp}), torch {torch.__version__}, "
               f"{torch.get_num_threads()} CPU threads")
     return dev
 

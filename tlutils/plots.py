@@ -14,8 +14,13 @@ BACKBONE = BLOCKS[:-1]
 
 def show_images(images: torch.Tensor, labels: Sequence[int] | None = None,
                 classes: Sequence[str] | None = None, ncols: int = 8, size: float = 1.2,
-                title: str | None = None):
-    """A grid of (n, C, H, W) images in [0, 1] (un-normalised), titled with their class."""
+                title: str | None = None, titles: Sequence[str] | None = None,
+                highlight: Sequence[bool] | None = None):
+    """A grid of (n, C, H, W) images in [0, 1] (un-normalised), titled with their class.
+
+    ``titles`` replaces the class names above the images; images whose ``highlight`` is true
+    get a red title and frame.
+    """
     n = len(images)
     nrows = max(1, int(np.ceil(n / ncols)))
     fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 1.15), squeeze=False)
@@ -28,9 +33,19 @@ def show_images(images: torch.Tensor, labels: Sequence[int] | None = None,
             ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
         else:
             ax.imshow(img.permute(1, 2, 0).numpy())
-        if labels is not None:
+        red = highlight is not None and bool(highlight[i])
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=7, color="red" if red else "black")
+        elif labels is not None:
             lab = int(labels[i])
-            ax.set_title(classes[lab] if classes else str(lab), fontsize=7)
+            ax.set_title(classes[lab] if classes else str(lab), fontsize=7, color="red" if red else "black")
+        if red:
+            ax.axis("on")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_color("red")
+                spine.set_linewidth(2)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -38,16 +53,21 @@ def show_images(images: torch.Tensor, labels: Sequence[int] | None = None,
 
 
 def plot_histories(histories: Mapping[str, Sequence[dict]], keys: Sequence[str] = ("val_acc",),
-                   chance: float | None = None, xlabel: str = "epoch", title: str | None = None):
-    """Learning curves of several runs, one panel per key (e.g. ``val_acc``, ``source_acc``)."""
+                   chance: float | Mapping[str, float] | None = None, xlabel: str = "epoch",
+                   title: str | None = None):
+    """Learning curves of several runs, one panel per key (e.g. ``val_acc``, ``source_acc``).
+
+    ``chance`` draws a chance line on every accuracy panel, or per key (``{"val_acc": 0.1}``).
+    """
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for name, hist in histories.items():
             rows = [r for r in hist if r.get(key) is not None]
             x = [r.get("x", r["epoch"]) for r in rows]
             ax.plot(x, [r[key] for r in rows], marker="o", ms=3, label=name)
-        if chance is not None and "acc" in key:
-            ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+        level = chance.get(key) if isinstance(chance, Mapping) else chance
+        if level is not None and "acc" in key:
+            ax.axhline(level, color="grey", ls=":", lw=1, label="chance")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(key.replace("_", " ") + (" (fraction)" if "acc" in key else ""))
         if "acc" in key:
