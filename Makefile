@@ -41,8 +41,11 @@ book-instructor: setup
 	$(PY) -m tlutils.grading stage-book --edition instructor
 	$(JB) build _build/src/instructor -W -n --keep-going --all --path-output _build/instructor
 
+# Two pytest workers with one thread each: on a 2-core machine that is faster than one worker
+# with two threads (torch scales poorly to a second thread on these small models), and each
+# lab's runs, the book and the grading tests stay on one worker (tests/conftest.py).
 test: setup
-	$(PY) -m pytest -v -p no:xdist --durations=15
+	OMP_NUM_THREADS=1 $(PY) -m pytest -v -n 2 --dist loadgroup --durations=15
 
 test-fast: setup
 	$(PY) -m pytest -m "not notebook and not book" -q

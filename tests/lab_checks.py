@@ -69,3 +69,169 @@ def check_batchnorm(g: dict, profile: str) -> None:
         assert r[kind]["AdaBN"] > r[kind]["own input stats"], r
     for fig in ("fig_bn_drift", "fig_one_image", "fig_batch_size"):
         assert g[fig] == "figure", fig
+
+
+EXTRA_SEEDS["feature_hierarchy"] = [1]
+
+
+def check_feature_hierarchy(g: dict, profile: str) -> None:
+    frozen, tuned, selfbnb = g["transfer_curve_frozen"], g["transfer_curve_finetuned"], g["transfer_curve_selfbnb"]
+    fstd, tstd = g["transfer_curve_frozen_std"], g["transfer_curve_finetuned_std"]
+    ks = sorted(frozen)  # the ci profile skips some k
+    assert set(tuned) == set(frozen) >= {0, 2, 4, 5} and set(selfbnb) == set(ks) - {0}, (frozen, selfbnb)
+    if profile == "full":
+        assert ks == [0, 1, 2, 3, 4, 5], ks
+    assert g["chance"] == 1 / 8
+    # first-layer filters: structured but colour-blind (the source never needed colour); random ones are not
+    assert g["filter_luminance_pretrained"] >= 0.8 >= 0.5 >= g["filter_luminance_random"], (
+        g["filter_luminance_pretrained"], g["filter_luminance_random"])
+    # probes: the similar task is read best at the top; orientation peaks in the middle and falls at layer4
+    sim, ori = g["probe_acc_by_block_similar"], g["probe_acc_by_block"]
+    assert max(sim, key=sim.get) == "layer4" and sim["layer4"] >= 0.9, sim
+    assert g["probe_best_depth"] in (3, 4) and g["probe_best_block"] in ("layer2", "layer3"), ori
+    assert ori["layer4"] <= g["probe_best_acc"] - 0.15, ori
+    # AnB: general lower blocks beat scratch (same budget); the frozen top block is specific
+    assert g["frozen_best_k"] in (3, 4), frozen
+    assert g["frozen_best_acc"] >= g["scratch_acc"] + 0.15, (g["frozen_best_acc"], g["scratch_acc"])
+    assert g["frozen_top_drop"] >= 0.3 and frozen[5] == g["frozen_all_acc"], frozen
+    # AnB+: fine-tuned at or above frozen at every k (one seed's noise: ~0.03 per accuracy on 240-480 images)
+    for k in ks[1:]:
+        tol = 0.05 + 2 * max(fstd[k], tstd[k])
+        assert tuned[k] >= frozen[k] - tol, (k, tuned, frozen)
+    assert g["finetuned_gain_all"] >= 0.1 and tuned[5] >= frozen[5] + 0.1, (tuned, frozen)
+    assert g["finetuned_best_acc"] >= g["scratch_acc"] + 0.15, (g["finetuned_best_acc"], g["scratch_acc"])
+    # BnB control: no co-adaptation dip (the curve rises with k); the AnB drop at the top is specificity
+    for a, b in zip(ks[1:], ks[2:]):
+        assert selfbnb[b] >= selfbnb[a] - 0.05, selfbnb
+    assert g["selfbnb_all_acc"] >= g["frozen_all_acc"] + 0.3, (g["selfbnb_all_acc"], g["frozen_all_acc"])
+    # with more epochs, scratch catches up with the best transfer run (pretraining buys speed here)
+    assert g["scratch_epochs"] >= 2 * g["epochs"]
+    assert g["scratch_long_acc"] >= g["finetuned_best_acc"] - 0.06, (g["scratch_long_acc"], g["finetuned_best_acc"])
+    # CKA, pretrained vs fully fine-tuned: highest for the stem, lowest for layer4, falling with depth
+    cka = g["cka_by_block"]
+    assert list(cka) == ["conv1", "layer1", "layer2", "layer3", "layer4"], cka
+    assert max(cka, key=cka.get) == "conv1" and min(cka, key=cka.get) == "layer4", cka
+    assert all(b <= a + 0.005 for a, b in zip(list(cka.values()), list(cka.values())[1:])), cka
+    assert g["cka_first"] >= 0.98 and g["cka_last"] <= 0.95, cka
+    # fine-tuning put the angle back into layer4
+    assert g["probe_acc_layer4_finetuned"] >= g["probe_acc_layer4"] + 0.05, (g["probe_acc_layer4_finetuned"], g["probe_acc_layer4"])
+    for fig in ("fig_filters", "fig_activation_maps", "fig_probes", "fig_transfer_curves", "fig_cka"):
+        assert g[fig] == "figure", fig
+
+
+EXTRA_SEEDS["domain_shift"] = [1]
+COVARIATE_SHIFTS = ("contrast", "brightness", "noise", "blur", "texture")
+
+
+def check_domain_shift(g: dict, profile: str) -> None:
+    clean = g["clean_acc"]
+    assert clean >= 0.9, clean
+    # 1. severity sweep: accuracy falls and feature MMD^2 rises with severity; the probe agrees
+    for kind in COVARIATE_SHIFTS:
+        assert g["spearman_acc_by_kind"][kind] <= -0.9, (kind, g["spearman_acc_by_kind"])
+        assert g["spearman_mmd_by_kind"][kind] >= 0.9, (kind, g["spearman_mmd_by_kind"])
+        assert g["spearman_probe_by_kind"][kind] <= -0.9, (kind, g["spearman_probe_by_kind"])
+        assert g["acc_by_severity"][kind][-1] <= clean - 0.4, (kind, g["acc_by_severity"][kind])
+        assert g["mmd_by_severity"][kind][-1] >= 0.2, (kind, g["mmd_by_severity"][kind])
+        assert abs(g["mmd_colour_sev5"]) < 0.1 * g["mmd_by_severity"][kind][-1], g["mmd_colour_sev5"]
+    # colour changes the pixels, not this backbone's features or its accuracy
+    assert g["acc_colour_sev5"] >= clean - 0.05, (g["acc_colour_sev5"], clean)
+    assert abs(g["mmd_colour_sev5"]) <= 0.01 and abs(g["mmd_clean"]) <= 0.01, (g["mmd_colour_sev5"], g["mmd_clean"])
+    # 2. AdaBN: repairs the covariate shifts (acceptance: >= 2 kinds), nothing to repair for colour,
+    # lost information stays lost, a one-class unlabelled sample does harm
+    gains = g["adabn_gain_by_kind"]
+    assert all(gains[k] >= 0.05 for k in COVARIATE_SHIFTS), gains
+    assert g["adabn_n_kinds_helped"] >= 2
+    assert abs(gains["colour"]) <= 0.02, gains
+    assert g["adabn_acc_blur"] <= clean - 0.2 and g["adabn_acc_noise"] <= clean - 0.2, g["adabn_acc_by_kind"]
+    assert g["adabn_one_class_acc"] <= g["shifted_acc_contrast"] - 0.03, (g["adabn_one_class_acc"], g["shifted_acc_contrast"])
+    # 3. greyscale: the summed filters reproduce the RGB network exactly; adapting beats re-initialising
+    assert g["grey_mean_conv_max_abs_diff"] < 1e-4
+    fc = g["first_conv_adapt_vs_reinit"]
+    assert min(fc["mean"], fc["copy"]) >= fc["reinit"] + 0.2, fc
+    assert fc["mean"] >= 0.85 and abs(fc["mean"] - fc["copy"]) <= 0.05, fc
+    # 4. the decision matrix
+    acc = g["decision_matrix_acc"]
+    for cond in acc:
+        for n, a in acc[cond].items():
+            if cond != "dissimilar task":       # scratch is hopeless on target_a at this budget
+                assert a["scratch"] <= max(a.values()) - 0.2, (cond, n, a)
+            if cond == "no shift":              # without a shift, feature extraction is (close to) the best
+                assert a["feature extraction"] >= max(a.values()) - 0.04, (cond, n, a)
+    assert g["danger_zone_best_acc"] <= 0.6, g["danger_zone_best_acc"]
+    assert g["danger_zone_best_acc"] >= g["danger_zone_scratch_acc"] + 0.15
+    assert g["m_small_dissimilar_ftall"] >= g["m_small_dissimilar_scratch"] + 0.1
+    # the textbook's danger-zone advice: an earlier block helps on the dissimilar task, not under the overlay
+    probes = g["danger_probe_by_block"]
+    assert g["danger_dissimilar_best_block"] == "layer3", probes
+    assert g["danger_dissimilar_best_block_acc"] >= g["danger_dissimilar_layer4_probe_acc"] + 0.05, probes
+    assert g["danger_strong_best_block"] == "layer4", probes
+    # 5. CKA: the stem does not change, the top changes more under the strong shift
+    cka = g["cka_by_block"]
+    for cond, by_block in cka.items():
+        assert by_block["conv1"] >= 0.98 and by_block["conv1"] >= by_block["layer4"], (cond, by_block)
+    assert g["cka_layer4_strong_shift"] <= g["cka_layer4_no_shift"] - 0.01, cka
+    if profile == "full":   # the matrix needs the full training budget for fine-tuning to pay off
+        assert g["deeper_ft_gain_strongest"] >= 0.05, g["deeper_ft_gain_by_severity"]
+        assert g["deeper_ft_gain_strongest"] >= g["deeper_ft_gain_no_shift"] + 0.05, g["deeper_ft_gain_by_severity"]
+        assert abs(g["deeper_ft_gain_no_shift"]) <= 0.03, g["deeper_ft_gain_by_severity"]
+        strong = f"texture {g['matrix_strong_severity']}"
+        assert all(max(a, key=a.get) == "full fine-tune" for a in acc[strong].values()), acc[strong]
+        assert abs(g["m_large_dissimilar_scratch"] - g["m_large_dissimilar_ftall"]) <= 0.03
+        assert g["cka_layer4_strong_shift"] <= g["cka_layer4_no_shift"] - 0.1, cka
+    for fig in ("fig_shift_examples", "fig_severity_sweep", "fig_decision_matrix", "fig_cka", "fig_danger_probe_by_block"):
+        assert g[fig] == "figure", fig
+
+
+EXTRA_SEEDS["strategies"] = [1]
+
+
+def check_strategies(g: dict, profile: str) -> None:
+    import math
+
+    chance = g["chance"]
+    acc = g["acc_by_size_and_strategy"]
+    assert set(acc) == {"feature extraction", "top blocks", "full fine-tuning", "from scratch"}, acc
+    assert all(set(v) == set(g["sizes"]) for v in acc.values()), acc
+    # transfer clearly beats scratch with little data; scratch improves with data and (full) catches up
+    assert g["transfer_gain_smallest"] >= 0.3, g["transfer_gain_smallest"]
+    assert g["fe_acc_smallest"] >= g["scratch_acc_smallest"] + 0.3, (g["fe_acc_smallest"], g["scratch_acc_smallest"])
+    assert g["scratch_acc_largest"] >= g["scratch_acc_smallest"] + 0.3, (g["scratch_acc_smallest"], g["scratch_acc_largest"])
+    if profile == "full":
+        assert g["scratch_acc_largest"] >= g["fe_acc_largest"] - 0.05, (g["scratch_acc_largest"], g["fe_acc_largest"])
+    assert g["trainable_params_by_strategy"]["feature extraction"] * 20 < g["trainable_params_by_strategy"]["top blocks"]
+    # the probe: fine-tuning after it is never much worse, and within a few points at most sizes
+    gains = [v["gain"] for v in g["probe_vs_finetune"].values()]
+    assert g["probe_gain_min"] == min(gains) >= -0.04, gains
+    assert sum(abs(x) <= 0.05 for x in gains) >= len(gains) / 2, gains
+    # head design: pooling for "what", flatten for "where"
+    hd = g["head_design"]
+    assert hd["target_a"]["global average pooling"] > hd["target_a"]["flatten"], hd
+    assert hd["dissimilar"]["flatten"] > hd["dissimilar"]["global average pooling"], hd
+    # LR range test: suggestion is min/10, steepest is below the minimum; training at the minimum collapses
+    assert math.isclose(g["lr_finder_suggestion"], g["lr_finder_min"] / 10, rel_tol=0.06), (g["lr_finder_suggestion"], g["lr_finder_min"])
+    assert g["lr_finder_steepest"] <= g["lr_finder_min"]
+    assert g["acc_at_loss_minimum"] <= chance + 0.2, g["acc_at_loss_minimum"]
+    assert g["acc_at_loss_minimum"] <= g["onecycle_acc"] - 0.5, (g["acc_at_loss_minimum"], g["onecycle_acc"])
+    assert g["onecycle_acc"] >= 0.85 and g["onecycle_acc"] >= g["constant_acc"] - 0.01, g["onecycle_vs_constant"]
+    # preprocessing
+    assert g["wrong_norm_cost_imagenet"] >= 0.03, g["wrong_norm_cost"]
+    assert g["wrong_norm_cost_none"] >= 0.3, g["wrong_norm_cost"]
+    assert abs(g["wrong_norm_cost_own"]) <= 0.03, g["wrong_norm_cost"]
+    assert g["serve_acc_none"] <= chance + 0.05, g["serve_mismatch_acc"]
+    assert g["serve_acc_imagenet"] <= g["serve_acc_right"] - 0.2, g["serve_mismatch_acc"]
+    # augmentation: flips and shifts help, a strong blur destroys the texture signal
+    assert g["aug_gain_flipshift"] > 0, g["augmentation_acc"]
+    assert g["aug_cost_blur"] >= 0.2, g["augmentation_acc"]
+    # imbalance: plain training ignores the rare classes; weighted sampling recovers part of them
+    assert g["frequent_recall_plain"] >= 0.85 and g["rare_recall_plain"] <= 0.25, g["imbalance_recall"]
+    assert g["rare_recall_plain"] <= g["frequent_recall_plain"] - 0.6, g["imbalance_recall"]
+    assert g["rare_recall_weighted"] >= g["rare_recall_plain"] + 0.15, g["imbalance_recall"]
+    assert g["frequent_recall_weighted"] < g["frequent_recall_plain"], g["imbalance_recall"]
+    # monitoring: MMD flags the shift, entropy rises but stays small, accuracy (unseen in production) falls
+    assert g["mmd_shifted"] >= g["mmd_clean"] + 0.05 and g["mmd_p_shifted"] <= 0.05 < g["mmd_p_clean"], g["monitoring"]
+    assert g["entropy_clean"] < g["entropy_shifted"] <= 0.2, g["monitoring"]
+    assert g["acc_shifted_incoming"] <= g["acc_clean_incoming"] - 0.3, g["monitoring"]
+    assert isinstance(g["seconds_by_strategy"], str) and "feature extraction" in g["seconds_by_strategy"]
+    for fig in ("fig_sizes", "fig_cost", "fig_lr_find", "fig_onecycle", "fig_recall"):
+        assert g[fig] == "figure", fig

@@ -8,6 +8,7 @@ Modules, one concept each:
 * :mod:`tlutils.freeze`  freezing, BatchNorm and learning-rate-group helpers
 * :mod:`tlutils.monitor` gradient norms, weight drift, BN statistics, forgetting
 * :mod:`tlutils.shift`   features, linear probe, MMD, CKA, AdaBN
+* :mod:`tlutils.strategies` feature extraction / fine-tuning / scratch, and the measured decision matrix
 * :mod:`tlutils.hierarchy` transfer the first k blocks, frozen or fine-tuned (Yosinski et al.)
 * :mod:`tlutils.plots`   the labs' figures
 * :mod:`tlutils.explore` interactive explorers (ipywidgets) with a static view for the book
@@ -26,7 +27,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _MODULES = ("world", "models", "train", "freeze", "monitor", "shift", "plots", "explore", "tracks", "hierarchy",
-            "lab", "grading")
+            "strategies", "lab", "grading")
 _SHORTCUTS = {"fit": "train", "evaluate": "train", "get_device": "train", "load_pretrained": "models",
               "resnet_small": "models", "freeze_bn": "freeze", "unfreeze_bn": "freeze"}
 

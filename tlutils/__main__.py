@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 REQUIRED = {"torch": "2.1", "torchvision": "0.16", "numpy": "1.24", "matplotlib": "3.7",
-            "pandas": "2.0", "tqdm": "4.60", "ipywidgets": "8.0"}
+            "pandas": "2.0", "tqdm": "4.60", "ipywidgets": "7.6"}
 OPTIONAL = {"myst_nb": "book", "papermill": "test", "nbval": "test", "otter": "grading"}
 
 

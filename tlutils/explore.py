@@ -62,6 +62,11 @@ class Explorer:
     def show(self) -> None:
         """Display the controls and the figure for their current values."""
         from IPython.display import display
+
+        from .lab import in_colab
+        if in_colab():
+            from google.colab import output  # Colab renders ipywidgets 8 only with this manager
+            output.enable_custom_widget_manager()
         display(self.box)
         self.handle = display(self._figure(), display_id=True)
 

@@ -156,3 +156,33 @@ def unfreeze_bn(model: nn.Module, blocks: str | Iterable[str] = BLOCKS) -> nn.Mo
             m.__class__ = nn.BatchNorm2d
             m.train(model.training)
     return model
+
+
+# --------------------------------------------------------------------------- transfer strategies
+
+STRATEGIES = {
+    "feature extraction": ("fc",),
+    "top blocks": ("layer3", "layer4", "fc"),
+    "full fine-tuning": BLOCKS,
+}
+"""The trainable blocks of each transfer strategy (training from scratch trains everything too)."""
+
+
+def apply_strategy(model: nn.Module, strategy: str, freeze_bn_stats: bool | None = None) -> nn.Module:
+    """Make exactly the blocks of ``strategy`` trainable (see :data:`STRATEGIES`); returns the model.
+
+    Frozen blocks also get their BatchNorm layers kept in eval mode (:func:`freeze_bn`):
+    a frozen block should not drift. The trained blocks' BatchNorm layers follow
+    ``model.train()`` unless ``freeze_bn_stats=True`` (default: only for feature extraction).
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(map(repr, STRATEGIES))}")
+    trained = list(STRATEGIES[strategy])
+    frozen = [b for b in BLOCKS if b not in trained]
+    unfreeze(model, trained)
+    unfreeze_bn(model, trained)
+    freeze(model, frozen)
+    freeze_bn(model, [b for b in frozen if b != "fc"])
+    if freeze_bn_stats or (freeze_bn_stats is None and strategy == "feature extraction"):
+        freeze_bn(model, [b for b in trained if b != "fc"])
+    return model

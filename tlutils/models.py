@@ -164,3 +164,73 @@ def load_pretrained(path: str | Path | None = None, sha256: str | None = None,
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {path} does not fit the model: {e}") from None
     return model
+
+
+def transfer_blocks(pretrained: ResNet, k: int, num_classes: int, freeze: bool = True,
+                    seed: int | None = None) -> ResNet:
+    """A freshly initialised network whose first ``k`` backbone blocks are copies of ``pretrained``'s.
+
+    Blocks count as in :data:`BLOCKS`: ``k=1`` copies the stem (``conv1`` + ``bn1``),
+    ``k=2`` also ``layer1``, ..., ``k=5`` the whole backbone; ``k=0`` is training from
+    scratch. The copies include BatchNorm running statistics. With ``freeze=True`` the
+    copied blocks get ``requires_grad=False`` and their BatchNorm layers stay in eval mode
+    (Yosinski et al.'s frozen "AnB" networks); with ``freeze=False`` they are trained too
+    ("AnB+"). ``seed`` fixes the random initialisation of everything that is not copied.
+    """
+    n_backbone = len(BLOCKS) - 1
+    if not isinstance(k, int) or not 0 <= k <= n_backbone:
+        raise ValueError(f"k must be an int from 0 (scratch) to {n_backbone} (whole backbone), got {k!r}")
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        net = ResNet(num_classes=num_classes, widths=pretrained.widths,
+                     in_channels=pretrained.conv1.in_channels)
+    from . import freeze as _freeze  # freeze imports this module; import late to avoid a cycle
+    for block in BLOCKS[:k]:
+        for src, dst in zip(_freeze.block_modules(pretrained, block), _freeze.block_modules(net, block)):
+            dst.load_state_dict(src.state_dict())
+    if freeze and k:
+        _freeze.freeze(net, BLOCKS[:k])
+        _freeze.freeze_bn(net, BLOCKS[:k])
+    return net.to(pretrained.conv1.weight.device)
+
+
+FIRST_CONV_MODES = ("mean", "copy", "reinit")
+
+
+def adapt_first_conv(model: ResNet, in_channels: int, mode: str = "mean", seed: int | None = None) -> ResNet:
+    """Give ``model`` a first convolution for ``in_channels`` input channels (in place; returns it).
+
+    Built from the pretrained RGB filters ``w`` (out, 3, k, k), so the rest of the network keeps
+    receiving the activations it was trained on:
+
+    * ``"mean"``: every new channel gets the mean RGB filter times ``3 / in_channels``. For one
+      (greyscale) channel this is the *sum* of the RGB filters: a grey image then gives exactly the
+      activations the RGB network computes for that grey image copied into R, G and B. Without the
+      ``3 / in_channels`` factor the activations would be a third as large as BatchNorm expects.
+    * ``"copy"``: new channel ``i`` gets RGB filter ``i % 3`` times ``3 / in_channels`` (e.g. RGB
+      plus a fourth channel that starts as a copy of red); for one channel, the red filter times 3.
+    * ``"reinit"``: a freshly initialised convolution (Kaiming), as if the stem were trained from scratch.
+
+    The layer stays trainable; ``seed`` fixes the random initialisation of ``"reinit"``.
+    """
+    if mode not in FIRST_CONV_MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(FIRST_CONV_MODES)}")
+    if not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
+    old = model.conv1
+    if old.in_channels != 3 and mode != "reinit":
+        raise ValueError(f"mode {mode!r} adapts RGB filters, but conv1 has {old.in_channels} input channels")
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, bias=False)
+        nn.init.kaiming_normal_(new.weight, mode="fan_out", nonlinearity="relu")
+    w = old.weight.detach()
+    with torch.no_grad():
+        if mode == "mean":
+            new.weight.copy_(w.mean(1, keepdim=True).expand(-1, in_channels, -1, -1) * (3 / in_channels))
+        elif mode == "copy":
+            new.weight.copy_(w[:, [i % 3 for i in range(in_channels)]] * (3 / in_channels))
+    model.conv1 = new.to(w.device)
+    return model

@@ -124,3 +124,67 @@ class SourceAccuracyMonitor(Callback):
 
     def on_epoch_end(self, state: FitState, logs: dict) -> None:
         logs["source_acc"] = source_accuracy(state.model, self.head, self.data, device=state.device)
+
+
+# --------------------------------------------------------------------------- debugging and production monitoring
+
+@torch.no_grad()
+def prediction_entropy(model: nn.Module, data: Dataset | DataLoader, normalized: bool = True,
+                       batch_size: int = 512, device=None) -> torch.Tensor:
+    """Entropy of the predicted class distribution of each example (a CPU tensor).
+
+    With ``normalized`` it is divided by ``log(num_classes)``: 0 is a one-hot
+    prediction, 1 a uniform one. Needs no labels, so it can be watched in
+    production: a rising mean entropy says the inputs look less like the training data.
+    """
+    from .train import get_device, make_loader
+
+    device = get_device(device) if not isinstance(device, torch.device) else device
+    was_training = model.training
+    model.eval().to(device)
+    out = []
+    for x, _ in make_loader(data, batch_size, shuffle=False):
+        logp = torch.log_softmax(model(x.to(device)).float(), dim=1)
+        h = -(logp.exp() * logp).sum(1)
+        if normalized:
+            h = h / torch.log(torch.tensor(float(logp.shape[1])))
+        out.append(h.cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def feature_mmd(model: nn.Module, reference: Dataset | DataLoader, current: Dataset | DataLoader,
+                upto: str = "layer4", max_samples: int = 300, n_permutations: int = 100,
+                seed: int = 0, device=None) -> tuple[float, float]:
+    """MMD^2_u between the backbone features of ``reference`` and ``current`` data, and its p-value.
+
+    The production drift check: keep a reference set (e.g. the validation images) and
+    compare each new batch of inputs with it in feature space (RBF kernel, median
+    bandwidth, permutation test; see :func:`tlutils.shift.mmd2_unbiased`). Labels
+    are not used. At most ``max_samples`` examples per side (the first ones) keep it fast.
+    """
+    from .shift import extract_features, mmd_permutation_test
+
+    if max_samples < 2:
+        raise ValueError(f"max_samples must be >= 2, got {max_samples}")
+    fx, _ = extract_features(model, reference, upto=upto, device=device)
+    fy, _ = extract_features(model, current, upto=upto, device=device)
+    return mmd_permutation_test(fx[:max_samples], fy[:max_samples], n_permutations, seed)
+
+
+def nonfinite(model: nn.Module) -> list[str]:
+    """Names of parameters, gradients and buffers holding NaN or Inf (empty: all finite).
+
+    Run it when the loss turns NaN (typically right after unfreezing with too high a
+    learning rate): gradients (``<name>.grad``) usually go first, then the weights.
+    """
+    bad = []
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            bad.append(name)
+        if p.grad is not None and not torch.isfinite(p.grad).all():
+            bad.append(f"{name}.grad")
+    for name, b in model.named_buffers():
+        if b.is_floating_point() and not torch.isfinite(b).all():
+            bad.append(name)
+    return bad

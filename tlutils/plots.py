@@ -132,3 +132,256 @@ def plot_filters(weight: torch.Tensor, ncols: int = 8, title: str | None = None)
     w = (w - w.amin(dim=(1, 2, 3), keepdim=True)) / (w.amax(dim=(1, 2, 3), keepdim=True)
                                                       - w.amin(dim=(1, 2, 3), keepdim=True) + 1e-8)
     return show_images(w, ncols=ncols, size=0.8, title=title)
+
+
+def plot_filter_grids(weights: Mapping[str, torch.Tensor], ncols: int = 8, size: float = 0.55):
+    """First-layer filters (out, 3, k, k) of several networks, one panel per network, side by side.
+
+    Each filter is rescaled to [0, 1] on its own (grey = 0.5 when symmetric): only its
+    pattern and its colour balance are shown, not its magnitude.
+    """
+    if not weights:
+        raise ValueError("give at least one {name: conv1 weight}")
+    nrows = int(np.ceil(max(len(w) for w in weights.values()) / ncols))
+    fig = plt.figure(figsize=(len(weights) * (ncols * size + 0.4), nrows * size + 0.9))
+    subfigs = np.atleast_1d(fig.subfigures(1, len(weights), wspace=0.05))
+    for sub, (name, w) in zip(subfigs, weights.items()):
+        w = w.detach().cpu().float()
+        lo, hi = w.amin(dim=(1, 2, 3), keepdim=True), w.amax(dim=(1, 2, 3), keepdim=True)
+        w = (w - lo) / (hi - lo + 1e-8)
+        axes = sub.subplots(nrows, ncols, squeeze=False, gridspec_kw=dict(wspace=0.1, hspace=0.1))
+        sub.subplots_adjust(left=0.02, right=0.98, bottom=0.03, top=0.72)
+        for i, ax in enumerate(axes.flat):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i < len(w):
+                ax.imshow(w[i].permute(1, 2, 0).numpy(), interpolation="nearest")
+            else:
+                ax.axis("off")
+        k = w.shape[-1]
+        sub.suptitle(f"{name}\n{len(w)} filters, {k}x{k} pixels, RGB", fontsize=9)
+    return fig
+
+
+def plot_activation_maps(images: torch.Tensor, maps: Mapping[str, torch.Tensor],
+                         labels: Sequence[str] | None = None, size: float = 1.25):
+    """One row per image: the image, then each block's activation map averaged over channels.
+
+    ``images`` are (n, 3, H, W) in [0, 1]; ``maps[block]`` is (n, C, h, w). Each map is
+    scaled to its own maximum, so the colour shows where a block responds, not how much.
+    """
+    n = len(images)
+    cols = ["input", *maps]
+    fig, axes = plt.subplots(n, len(cols), figsize=(len(cols) * size, n * size * 1.05 + 0.4), squeeze=False)
+    for i in range(n):
+        for j, name in enumerate(cols):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if name == "input":
+                ax.imshow(images[i].detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy())
+                if labels is not None:
+                    ax.set_ylabel(labels[i], fontsize=7)
+            else:
+                m = maps[name][i].detach().cpu().float().mean(0)
+                ax.imshow((m / (m.max() + 1e-8)).numpy(), cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+            if i == 0:
+                h, w = (images.shape[-2:] if name == "input" else maps[name].shape[-2:])
+                ax.set_title(f"{name}\n{h}x{w} px", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_transfer_curves(curves: Mapping[str, Mapping[int, Sequence[float]]], blocks: Sequence[str] = BACKBONE,
+                         chance: float | None = None, title: str | None = None):
+    """Yosinski-style transfer curves: accuracy against the number ``k`` of copied blocks.
+
+    ``curves[name][k]`` lists one accuracy per seed; the plot shows the mean with error bars
+    of one standard deviation and every seed as a faint dot.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    markers = ["o", "s", "^", "D"]
+    for i, (name, curve) in enumerate(curves.items()):
+        ks = sorted(curve)
+        means = [float(np.mean(curve[k])) for k in ks]
+        stds = [float(np.std(curve[k], ddof=1)) if len(curve[k]) > 1 else 0.0 for k in ks]
+        offset = (i - (len(curves) - 1) / 2) * 0.06  # keep overlapping error bars apart
+        line = ax.errorbar(np.array(ks) + offset, means, yerr=stds, marker=markers[i % 4], ms=5,
+                           capsize=3, label=name)
+        for k in ks:
+            ax.scatter([k + offset] * len(curve[k]), curve[k], s=9, alpha=0.35, color=line[0].get_color())
+    all_ks = sorted({k for c in curves.values() for k in c})
+    names = ["0\n(scratch)" if k == 0 else f"{k}\n(..{blocks[k - 1]})" for k in all_ks]
+    ax.set_xticks(all_ks, names, fontsize=8)
+    ax.set_xlabel("k = number of blocks copied, from the input up (stem = conv1)")
+    ax.set_ylabel("target validation accuracy (fraction)")
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_by_block(values: Mapping[str, Mapping[str, float]], ylabel: str, ylim: tuple[float, float] | None = (0, 1.02),
+                  chance: float | None = None, title: str | None = None):
+    """One line per series across the backbone blocks (e.g. CKA or probe accuracy per block)."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    for name, vals in values.items():
+        blocks = list(vals)
+        ax.plot(range(len(blocks)), [vals[b] for b in blocks], marker="o", label=name)
+    blocks = list(next(iter(values.values())))
+    ax.set_xticks(range(len(blocks)), blocks)
+    ax.set_xlabel("block (input -> output)")
+    ax.set_ylabel(ylabel)
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_shift_grid(reports: Sequence[Mapping], index: int = 0, size: float = 1.1):
+    """One example image per (kind, severity) of a severity sweep: kinds as rows, severities as columns."""
+    kinds = list(dict.fromkeys(r["kind"] for r in reports))
+    sevs = sorted({r["severity"] for r in reports})
+    fig, axes = plt.subplots(len(kinds), len(sevs), figsize=(len(sevs) * size + 1.0, len(kinds) * size),
+                             squeeze=False)
+    by_key = {(r["kind"], r["severity"]): r for r in reports}
+    for i, kind in enumerate(kinds):
+        for j, s in enumerate(sevs):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            r = by_key.get((kind, s))
+            if r is not None:
+                img = r["images"][index].detach().cpu().clamp(0, 1)
+                ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0).numpy(),
+                          cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1)
+            if i == 0:
+                ax.set_title(f"severity {s}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(kind, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+_SWEEP_LABELS = {"accuracy": "classifier accuracy (fraction)",
+                 "mmd2": "feature MMD$^2_u$ vs clean (RBF, no unit)",
+                 "probe_acc": "probe on shifted data (fraction)"}
+
+
+def plot_severity_sweep(reports: Sequence[Mapping], keys: Sequence[str] = ("accuracy", "mmd2", "probe_acc"),
+                        chance: float | None = None):
+    """Metrics of a severity sweep against severity, one panel per metric and a line per kind."""
+    kinds = list(dict.fromkeys(r["kind"] for r in reports))
+    keys = [k for k in keys if all(k in r for r in reports)]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.3 * len(keys), 3.5), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for kind in kinds:
+            rows = sorted((r for r in reports if r["kind"] == kind), key=lambda r: r["severity"])
+            ax.plot([r["severity"] for r in rows], [r[key] for r in rows], marker="o", ms=3, label=kind)
+        if chance is not None and key != "mmd2":
+            ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+        if key != "mmd2":
+            ax.set_ylim(0, 1.02)
+        ax.set_xlabel("shift severity (0 = clean)")
+        ax.set_ylabel(_SWEEP_LABELS.get(key, key))
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_decision_matrix(acc: Mapping[str, Mapping[int, Mapping[str, float]]],
+                         strategies: Sequence[str] | None = None, size_label: str = "training images per class",
+                         condition_label: str = "target domain (similar to the source on the left)"):
+    """Heatmap of the measured decision matrix: the best strategy per cell and its margin.
+
+    ``acc[condition][size][strategy]`` is a validation accuracy. Each cell is coloured by its
+    winning strategy, shaded by how clearly it wins (the margin over the runner-up, in
+    percentage points), and labelled with the winner, its accuracy and the margin.
+    """
+    from matplotlib.colors import to_rgb
+
+    conds = list(acc)
+    sizes = sorted({n for by_size in acc.values() for n in by_size}, reverse=True)  # large data on top
+    strategies = list(strategies or dict.fromkeys(s for bs in acc.values() for a in bs.values() for s in a))
+    palette = dict(zip(strategies, ["#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974"]))
+    rgb = np.ones((len(sizes), len(conds), 3))
+    fig, ax = plt.subplots(figsize=(2.3 * len(conds) + 1.5, 1.15 * len(sizes) + 1.6))
+    for i, n in enumerate(sizes):
+        for j, c in enumerate(conds):
+            ranked = sorted(acc[c][n].items(), key=lambda kv: -kv[1])
+            (best, a1), (_, a2) = ranked[0], ranked[1]
+            margin = a1 - a2
+            strength = 0.35 + 0.65 * min(margin / 0.10, 1.0)  # a 10-point margin or more: full colour
+            rgb[i, j] = 1 - strength * (1 - np.array(to_rgb(palette[best])))
+            ax.text(j, i, f"{best}\n{a1:.0%} (+{100 * margin:.1f} pts)", ha="center", va="center", fontsize=8)
+    ax.imshow(rgb, aspect="auto")
+    ax.set_xticks(range(len(conds)), conds, fontsize=8)
+    ax.set_yticks(range(len(sizes)), [str(n) for n in sizes])
+    ax.set_xlabel(condition_label)
+    ax.set_ylabel(size_label)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=palette[s]) for s in strategies]
+    ax.legend(handles, strategies, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=len(strategies))
+    ax.set_title("best strategy (pale: wins by < 10 points over the runner-up)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_size_curves(acc: Mapping[str, Mapping[int, float]], chance: float | None = None,
+                     xlabel: str = "training images per class (log scale)",
+                     ylabel: str = "target val accuracy (fraction)", title: str | None = None):
+    """Accuracy against training-set size, one line per strategy: ``acc[strategy][size]``."""
+    fig, ax = plt.subplots(figsize=(6.2, 4))
+    markers = "osD^v<>"
+    for i, (name, by_size) in enumerate(acc.items()):
+        sizes = sorted(by_size)
+        ax.plot(sizes, [by_size[s] for s in sizes], marker=markers[i % len(markers)], ms=5, label=name)
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+    ax.set_xscale("log")
+    all_sizes = sorted({s for by_size in acc.values() for s in by_size})
+    ax.set_xticks(all_sizes, [str(s) for s in all_sizes])
+    ax.minorticks_off()
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_lr_find(result, title: str | None = None):
+    """An LR range test (:func:`tlutils.train.lr_find`): loss against LR, with the minimum,
+    the steepest point and the suggestion marked."""
+    fig, ax = plt.subplots(figsize=(6.2, 4))
+    ax.plot(result.lrs, result.raw_losses, color="lightgrey", lw=1, label="batch loss")
+    ax.plot(result.lrs, result.losses, lw=1.8, label="smoothed loss")
+    for lr, style, name in ((result.min_lr, ":", "loss minimum"), (result.steepest_lr, "-.", "steepest descent"),
+                            (result.suggestion, "--", f"suggestion ({result.rule})")):
+        ax.axvline(lr, ls=style, color="black" if name.startswith("sugg") else "grey", lw=1.2,
+                   label=f"{name}: {lr:.2g}")
+    ax.set_xscale("log")
+    top = max(result.losses[: max(1, len(result.losses) // 5)]) * 1.6
+    ax.set_ylim(min(result.losses) * 0.8, top)
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("training loss (cross-entropy, nats)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

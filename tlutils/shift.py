@@ -40,9 +40,17 @@ def linear_probe(train_feats: Tensor, train_labels: Tensor, val_feats: Tensor, v
     Features are standardised with the training statistics and the model is fit
     full-batch with Adam: no extra dependency, deterministic, well under a second.
     """
-    mu, sd = train_feats.mean(0), train_feats.std(0) + 1e-6
-    xtr, xva = (train_feats - mu) / sd, (val_feats - mu) / sd
     k = int(max(train_labels.max(), val_labels.max())) + 1
+    w, b, mu, sd = _fit_logistic(train_feats, train_labels, k, epochs, lr, weight_decay, seed)
+    with torch.no_grad():
+        return float(((((val_feats - mu) / sd) @ w + b).argmax(1) == val_labels).float().mean())
+
+
+def _fit_logistic(train_feats: Tensor, train_labels: Tensor, k: int, epochs: int, lr: float,
+                  weight_decay: float, seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Full-batch Adam on standardised features; returns (w, b, mu, sd)."""
+    mu, sd = train_feats.mean(0), train_feats.std(0) + 1e-6
+    xtr = (train_feats - mu) / sd
     g = torch.Generator().manual_seed(seed)
     w = (torch.randn(xtr.shape[1], k, generator=g) * 0.01).requires_grad_(True)
     b = torch.zeros(k, requires_grad=True)
@@ -51,8 +59,7 @@ def linear_probe(train_feats: Tensor, train_labels: Tensor, val_feats: Tensor, v
         opt.zero_grad()
         nn.functional.cross_entropy(xtr @ w + b, train_labels).backward()
         opt.step()
-    with torch.no_grad():
-        return float(((xva @ w + b).argmax(1) == val_labels).float().mean())
+    return w.detach(), b.detach(), mu, sd
 
 
 # --------------------------------------------------------------------------- MMD
@@ -152,3 +159,215 @@ def adabn(model: nn.Module, data: Dataset | DataLoader, batch_size: int = 256,
     for m, (momentum, _) in zip(bns, saved):
         m.momentum = momentum
     return model.eval()
+
+
+# --------------------------------------------------------------------------- block by block
+
+def block_maps(model: nn.Module, x: Tensor, blocks=None) -> dict[str, Tensor]:
+    """Activation maps (n, C, h, w) after each backbone block for a batch ``x``, in one pass.
+
+    ``blocks`` defaults to every backbone block (``conv1``, the stem after its ReLU, then
+    ``layer1``..``layer4``). The model's mode is left as it is: call ``model.eval()`` first.
+    """
+    from .models import BLOCKS
+    backbone = BLOCKS[:-1]
+    blocks = list(backbone if blocks is None else blocks)
+    unknown = [b for b in blocks if b not in backbone]
+    if unknown:
+        raise ValueError(f"unknown block(s) {unknown}; choose from {', '.join(backbone)}")
+    out = {}
+    h = model.relu(model.bn1(model.conv1(x)))
+    for name in backbone:
+        if name != "conv1":
+            h = getattr(model, name)(h)
+        if name in blocks:
+            out[name] = h
+        if len(out) == len(blocks):  # nothing deeper is needed
+            break
+    return out
+
+
+@torch.no_grad()
+def block_features(model: nn.Module, data: Dataset | DataLoader, blocks=None, pool: int = 1,
+                   batch_size: int = 512, device=None) -> tuple[dict[str, Tensor], Tensor]:
+    """Pooled features of every block in ``blocks`` (one forward pass per batch) and the labels.
+
+    Each map is average-pooled to ``pool`` x ``pool`` cells and flattened: ``pool=1`` gives
+    the same vectors as :func:`extract_features`; larger grids keep some spatial layout.
+    Runs in eval mode; returns CPU tensors.
+    """
+    if not isinstance(pool, int) or pool < 1:
+        raise ValueError(f"pool must be a positive int, got {pool!r}")
+    device = get_device(device) if not isinstance(device, torch.device) else device
+    was_training = model.training
+    model.eval().to(device)
+    feats: dict[str, list[Tensor]] = {}
+    labels = []
+    for x, y in make_loader(data, batch_size, shuffle=False):
+        for name, m in block_maps(model, x.to(device), blocks).items():
+            feats.setdefault(name, []).append(nn.functional.adaptive_avg_pool2d(m, pool).flatten(1).float().cpu())
+        labels.append(y)
+    model.train(was_training)
+    return {k: torch.cat(v) for k, v in feats.items()}, torch.cat(labels)
+
+
+def probe_by_block(model: nn.Module, train_data: Dataset | DataLoader, val_data: Dataset | DataLoader,
+                   blocks=None, pool: int = 1, device=None, **probe_kw) -> dict[str, float]:
+    """Linear-probe validation accuracy on the pooled features of each block (see :func:`linear_probe`).
+
+    Where along the network the information a task needs is linearly readable.
+    """
+    tr, ytr = block_features(model, train_data, blocks, pool, device=device)
+    va, yva = block_features(model, val_data, blocks, pool, device=device)
+    return {b: linear_probe(tr[b], ytr, va[b], yva, **probe_kw) for b in tr}
+
+
+def cka_by_block(model_a: nn.Module, model_b: nn.Module, data: Dataset | DataLoader, blocks=None,
+                 pool: int = 1, device=None) -> dict[str, float]:
+    """Linear CKA between the two models' pooled features of each block, on the same images.
+
+    Compare a pretrained network with its fine-tuned copy: 1 means the block's
+    representation did not change (up to rotation and isotropic scaling).
+    """
+    fa, _ = block_features(model_a, data, blocks, pool, device=device)
+    fb, _ = block_features(model_b, data, blocks, pool, device=device)
+    return {b: linear_cka(fa[b], fb[b]) for b in fa}
+
+
+def luminance_fraction(weight: Tensor) -> Tensor:
+    """Per filter of a first-layer weight (out, 3, k, k): the share of its energy that is colour-blind.
+
+    The colour-blind part is the average over the input channels (the same pattern on R, G
+    and B, which responds to brightness only); the rest responds to colour differences.
+    Random filters give about 1/3; pure edge detectors in grey give 1.
+    """
+    if weight.dim() != 4 or weight.shape[1] < 2:
+        raise ValueError(f"expected a conv weight (out, channels >= 2, k, k), got shape {tuple(weight.shape)}")
+    w = weight.detach().double()
+    grey = w.mean(1, keepdim=True).expand_as(w)
+    return (grey.pow(2).sum((1, 2, 3)) / w.pow(2).sum((1, 2, 3)).clamp_min(1e-30)).float()
+
+
+# --------------------------------------------------------------------------- severity sweeps
+
+def spearman(x, y) -> float:
+    """Spearman rank correlation of two equal-length sequences (ties get their average rank).
+
+    NaN when either sequence is constant. No SciPy needed.
+    """
+    import numpy as np
+
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"need two 1-d sequences of the same length >= 2, got shapes {a.shape} and {b.shape}")
+
+    def ranks(v):
+        r = np.empty(len(v))
+        r[v.argsort(kind="mergesort")] = np.arange(len(v), dtype=float)
+        for u in np.unique(v):  # ties share their average rank
+            r[v == u] = r[v == u].mean()
+        return r
+
+    ra, rb = ranks(a), ranks(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _raw_of(data) -> tuple[Tensor, Tensor]:
+    if not hasattr(data, "raw") or not hasattr(data, "targets"):
+        raise ValueError("data must be a clean tlutils.world.WorldDataset (it needs .raw images in [0, 1] and .targets)")
+    return data.raw, data.targets
+
+
+@torch.no_grad()
+def _features_of(model: nn.Module, images: Tensor, device, batch_size: int = 512) -> Tensor:
+    from .world import normalize
+    was_training = model.training
+    model.eval().to(device)
+    out = [model.forward_features(normalize(images[i:i + batch_size]).to(device)).float().cpu()
+           for i in range(0, len(images), batch_size)]
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def severity_report(model: nn.Module, data, kind: str, severity: int, reference: Tensor, *,
+                    sigma: float | None = None, probe_train=None, n_show: int = 8, seed: int = 0,
+                    device=None) -> dict:
+    """What one shift does to a classifier: shifted example images, accuracy and feature MMD^2.
+
+    Args:
+        model: a classifier for ``data``'s classes (backbone + ``fc``); used in eval mode.
+        data: clean images of the target task (a :class:`~tlutils.world.WorldDataset`); the shift
+            is applied to its raw images, which are then normalised with the source statistics.
+        kind, severity: the shift (:data:`tlutils.world.SHIFTS`, severity 0..5).
+        reference: backbone features of *other* clean images of the task (an independent sample:
+            MMD compares two samples, not an image with its own shifted copy).
+        sigma: RBF bandwidth; default the median heuristic on the pooled sample. Pass one fixed
+            value (e.g. from the clean reference) to compare MMD^2 across severities.
+        probe_train: clean training images; if given, a linear probe is trained on their shifted
+            features and scored on the shifted ``data`` (``probe_acc``): how much class information
+            the shifted features still hold, whatever the classifier's head does with them.
+
+    Returns a dict with ``kind``, ``severity``, ``images`` and ``labels`` (the first ``n_show``
+    shifted images, in [0, 1]), ``accuracy``, ``mmd2`` and, with ``probe_train``, ``probe_acc``.
+    """
+    from .world import apply_shift
+    device = get_device(device) if not isinstance(device, torch.device) else device
+    raw, labels = _raw_of(data)
+    shifted = apply_shift(raw, kind, severity, seed=seed)
+    feats = _features_of(model, shifted, device)
+    with torch.no_grad():
+        logits = model.fc.to(device)(feats.to(device)).cpu()
+    report = {"kind": kind, "severity": int(severity), "images": shifted[:n_show], "labels": labels[:n_show],
+              "accuracy": float((logits.argmax(1) == labels).float().mean()),
+              "mmd2": mmd2_unbiased(reference, feats, sigma)}
+    if probe_train is not None:
+        raw_tr, y_tr = _raw_of(probe_train)
+        f_tr = _features_of(model, apply_shift(raw_tr, kind, severity, seed=seed + 1), device)
+        report["probe_acc"] = linear_probe(f_tr, y_tr, feats, labels, seed=seed)
+    return report
+
+
+def severity_sweep(model: nn.Module, data, kinds, severities, reference: Tensor, *, probe_train=None,
+                   n_show: int = 8, seed: int = 0, device=None, progress: bool = True) -> list[dict]:
+    """:func:`severity_report` for every (kind, severity), with one RBF bandwidth for all of them.
+
+    The bandwidth is the median heuristic on the clean reference (its two halves), so MMD^2
+    values are on one scale across kinds and severities. Severity 0 is computed once and
+    repeated for every kind.
+    """
+    from tqdm.auto import tqdm
+    if len(reference) < 4:
+        raise ValueError("reference needs at least 4 clean feature vectors")
+    half = len(reference) // 2
+    sigma = median_heuristic(reference[:half], reference[half:])
+    kw = dict(sigma=sigma, probe_train=probe_train, n_show=n_show, seed=seed, device=device)
+    clean = severity_report(model, data, next(iter(kinds)), 0, reference, **kw) if 0 in severities else None
+    rows = []
+    for kind in tqdm(list(kinds), desc="severity sweep", disable=not progress, leave=False):
+        for s in severities:
+            rows.append({**clean, "kind": kind} if s == 0 else severity_report(model, data, kind, s, reference, **kw))
+    return rows
+
+
+# --------------------------------------------------------------------------- linear probe as a head
+
+def linear_probe_head(train_feats: Tensor, train_labels: Tensor, num_classes: int | None = None,
+                      epochs: int = 100, lr: float = 0.1, weight_decay: float = 1e-4, seed: int = 0) -> nn.Linear:
+    """The logistic regression of :func:`linear_probe`, returned as an ``nn.Linear`` head.
+
+    Fit exactly as :func:`linear_probe` does (standardised features, full-batch Adam), then
+    the standardisation is folded into the weights (``W' = W / sd``, ``b' = b - (mu / sd) W``),
+    so ``model.fc = linear_probe_head(...)`` gives the probe's predictions on raw pooled
+    features. A trained head is the starting point of LP-FT (probe, then fine-tune).
+    """
+    if len(train_feats) != len(train_labels) or len(train_feats) == 0:
+        raise ValueError("train_feats and train_labels must be non-empty and of the same length")
+    k = num_classes or int(train_labels.max()) + 1
+    w, b, mu, sd = _fit_logistic(train_feats, train_labels, k, epochs, lr, weight_decay, seed)
+    head = nn.Linear(train_feats.shape[1], k)
+    with torch.no_grad():
+        head.weight.copy_((w / sd[:, None]).T)
+        head.bias.copy_(b - (mu / sd) @ w)
+    return head

@@ -314,3 +314,220 @@ class L2SP:
             else:
                 other = other + p.pow(2).sum()
         return 0.5 * self.alpha * sp + 0.5 * self.beta * other
+
+
+# --------------------------------------------------------------------------- recipes: LR range test, imbalance, checks
+
+LR_FIND_RULES = ("min/10", "steepest")
+
+
+@dataclass
+class LRFinderResult:
+    """What :func:`lr_find` measured: one learning rate and loss per step.
+
+    ``losses`` are smoothed (bias-corrected exponential moving average), ``raw_losses``
+    are the batch losses as measured. ``suggestion`` is the learning rate the ``rule``
+    picks; ``min_lr`` is where the smoothed loss is lowest, ``steepest_lr`` where it
+    falls fastest per decade of learning rate.
+    """
+    lrs: list[float]
+    losses: list[float]
+    raw_losses: list[float]
+    suggestion: float
+    min_lr: float
+    steepest_lr: float
+    rule: str
+    diverged: bool
+
+
+def _steepest_index(lrs: Sequence[float], losses: Sequence[float], upto: int) -> int:
+    """Index of the most negative slope d(loss)/d(log10 lr) among the first ``upto + 1`` points."""
+    if upto < 2:
+        return 0
+    loss = np.asarray(losses[:upto + 1], dtype=float)
+    slopes = np.gradient(loss, np.log10(np.asarray(lrs[:upto + 1], dtype=float)))
+    return int(np.argmin(slopes))
+
+
+def lr_find(model: nn.Module, data: Dataset | DataLoader, start_lr: float = 1e-5, end_lr: float = 1.0,
+            num_steps: int = 100, *, batch_size: int = 32, optimizer: str = "sgd", momentum: float = 0.9,
+            smoothing: float = 0.9, diverge: float = 4.0, rule: str = "min/10",
+            device: torch.device | str | None = None, seed: int = 0, progress: bool = True) -> LRFinderResult:
+    """Leslie Smith's learning-rate range test: train briefly while the LR grows exponentially.
+
+    The LR goes from ``start_lr`` to ``end_lr`` over ``num_steps`` mini-batches (the data
+    is cycled if needed), every trainable parameter at the same LR. The run stops early
+    once the smoothed loss exceeds ``diverge`` times its best value (or is not finite).
+
+    The suggested LR is deliberately *below* the loss minimum: at the minimum the loss
+    is already about to blow up, so training there is unstable. ``rule``:
+
+    * ``"min/10"`` (default): a tenth of the LR at the smoothed loss minimum;
+    * ``"steepest"``: the LR where the smoothed loss falls fastest (per decade), before the minimum.
+
+    The model's weights, BatchNorm statistics and train/eval mode are restored afterwards,
+    so the test leaves no trace: train the model for real with the suggested LR next.
+    """
+    _check_lr(start_lr, "start_lr")
+    _check_lr(end_lr, "end_lr")
+    if end_lr <= start_lr:
+        raise ValueError(f"end_lr ({end_lr}) must be larger than start_lr ({start_lr})")
+    if num_steps < 3:
+        raise ValueError(f"num_steps must be >= 3, got {num_steps}")
+    if rule not in LR_FIND_RULES:
+        raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(LR_FIND_RULES)}")
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("nothing to train: no parameter has requires_grad=True")
+    device = device if isinstance(device, torch.device) else get_device(device)
+    saved_state = copy.deepcopy(model.state_dict())   # weights *and* BN buffers
+    was_training = model.training
+    model.to(device)
+    if optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=start_lr, momentum=momentum)
+    elif optimizer == "adam":
+        opt = torch.optim.AdamW(params, lr=start_lr, weight_decay=0.0)
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose 'sgd' or 'adam'")
+    loader = make_loader(data, batch_size, shuffle=True, seed=seed)
+    gamma = (end_lr / start_lr) ** (1 / (num_steps - 1))
+    lrs: list[float] = []
+    losses: list[float] = []
+    raw: list[float] = []
+    avg, best, diverged = 0.0, math.inf, False
+    batches = iter(loader)
+    model.train()
+    try:
+        for step in tqdm(range(num_steps), desc="lr_find", disable=not progress, leave=False):
+            try:
+                x, y = next(batches)
+            except StopIteration:  # cycle through small datasets
+                batches = iter(loader)
+                x, y = next(batches)
+            lr = start_lr * gamma ** step
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x, y = x.to(device), y.to(device)
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            value = loss.item()
+            if not math.isfinite(value):
+                diverged = True
+                break
+            avg = smoothing * avg + (1 - smoothing) * value
+            smoothed = avg / (1 - smoothing ** (step + 1))  # bias correction for the first steps
+            lrs.append(lr)
+            raw.append(value)
+            losses.append(smoothed)
+            best = min(best, smoothed)
+            if step > 0 and smoothed > diverge * best:
+                diverged = True
+                break
+    finally:
+        model.load_state_dict(saved_state)
+        model.train(was_training)
+    if len(losses) < 3:
+        raise RuntimeError("the loss diverged within the first steps: lower start_lr")
+    i_min = int(np.argmin(losses))
+    i_steep = _steepest_index(lrs, losses, i_min)
+    min_lr, steepest_lr = lrs[i_min], lrs[i_steep]
+    suggestion = min_lr / 10 if rule == "min/10" else steepest_lr
+    return LRFinderResult(lrs, losses, raw, suggestion, min_lr, steepest_lr, rule, diverged)
+
+
+def _targets_of(data: Dataset) -> Tensor:
+    """The labels of a dataset: its ``targets`` attribute, else read item by item."""
+    targets = getattr(data, "targets", None)
+    if targets is None:
+        targets = [int(data[i][1]) for i in range(len(data))]  # type: ignore[arg-type]
+    return torch.as_tensor(targets, dtype=torch.long)
+
+
+def balanced_sampler(data_or_targets: Dataset | Sequence[int] | Tensor, num_samples: int | None = None,
+                     seed: int = 0) -> torch.utils.data.WeightedRandomSampler:
+    """A sampler that draws every class equally often (with replacement), for imbalanced data.
+
+    Each example is weighted by 1 / (size of its class), so a class with 5 images is
+    drawn as often as one with 100. ``num_samples`` defaults to the dataset size (one
+    "epoch"). Pass it to ``fit(..., sampler=balanced_sampler(train_data))``.
+    """
+    targets = data_or_targets if isinstance(data_or_targets, (Tensor, list, tuple, np.ndarray)) \
+        else _targets_of(data_or_targets)
+    targets = torch.as_tensor(targets, dtype=torch.long)
+    if targets.numel() == 0:
+        raise ValueError("balanced_sampler needs at least one example")
+    counts = torch.bincount(targets)
+    weights = 1.0 / counts[targets].double()
+    g = torch.Generator().manual_seed(seed)
+    return torch.utils.data.WeightedRandomSampler(weights, num_samples or len(targets),
+                                                  replacement=True, generator=g)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: Dataset | DataLoader, batch_size: int = 512,
+            device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+    """Predicted classes and true labels over ``data`` (eval mode; the mode is restored)."""
+    device = get_device(device) if not isinstance(device, torch.device) else device
+    was_training = model.training
+    model.eval().to(device)
+    preds, labels = [], []
+    for x, y in make_loader(data, batch_size, shuffle=False):
+        preds.append(model(x.to(device)).argmax(1).cpu())
+        labels.append(y)
+    model.train(was_training)
+    return torch.cat(preds), torch.cat(labels)
+
+
+def confusion_matrix(model: nn.Module, data: Dataset | DataLoader, num_classes: int | None = None,
+                     device: torch.device | str | None = None) -> Tensor:
+    """``C[i, j]``: how many examples of true class ``i`` the model predicts as ``j``."""
+    preds, labels = predict(model, data, device=device)
+    k = num_classes or int(max(preds.max(), labels.max())) + 1
+    return torch.bincount(labels * k + preds, minlength=k * k).view(k, k)
+
+
+def per_class_recall(model: nn.Module, data: Dataset | DataLoader, num_classes: int | None = None,
+                     device: torch.device | str | None = None) -> list[float]:
+    """Recall of each class: the fraction of its examples predicted correctly.
+
+    Their mean is the *balanced accuracy*; with imbalanced data, plain accuracy hides
+    the rare classes, their recall shows them. A class absent from ``data`` gets NaN.
+    """
+    cm = confusion_matrix(model, data, num_classes, device).double()
+    support = cm.sum(1)
+    recall = cm.diagonal() / support.clamp_min(1)
+    recall[support == 0] = float("nan")
+    return recall.tolist()
+
+
+def overfit_batch(model: nn.Module, data: Dataset | DataLoader, steps: int = 60, batch_size: int = 16,
+                  lr: float = 0.01, device: torch.device | str | None = None, seed: int = 0) -> list[float]:
+    """Debugging check: train a *copy* of ``model`` on one fixed batch and return its losses.
+
+    A working pipeline drives the loss of a single small batch towards zero within a
+    few dozen steps. If it cannot, suspect the pipeline, not the data size: labels
+    misaligned with images, nothing trainable, a detached head, a far-too-small LR.
+    Uses Adam on every trainable parameter; ``model`` itself is not changed.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    device = device if isinstance(device, torch.device) else get_device(device)
+    m = copy.deepcopy(model).to(device).train()
+    params = [p for p in m.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("nothing to train: no parameter has requires_grad=True")
+    x, y = next(iter(make_loader(data, batch_size, shuffle=True, seed=seed)))
+    x, y = x.to(device), y.to(device)
+    opt = torch.optim.Adam(params, lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = nn.functional.cross_entropy(m(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses

@@ -8,7 +8,11 @@ and the related target tasks share every primitive but never a class:
 * ``source``: 60 (shape, texture) pairs, used to pretrain the bundled backbone;
 * ``target_a`` / ``target_b``: 10 pairs each that the source never saw;
 * ``dissimilar``: 10 "constellations" of small squares, a spatial-layout task
-  that none of the source classes needs.
+  that none of the source classes needs;
+* ``orientation``: 8 classes, the orientation of a textured bar (in 22.5 degree bins).
+  The source task is rotation-invariant (every image is randomly rotated), so the
+  pretrained backbone's late blocks learn to discard exactly what this task needs,
+  while its early, edge-detecting blocks keep it.
 
 Shifts (:data:`SHIFTS`) corrupt images with a severity knob from 1 to 5.
 Generation is vectorised with NumPy: tens of thousands of images per second.
@@ -44,7 +48,10 @@ CONSTELLATIONS = [
     ((0, 1), (2, 0), (2, 2)),
 ]
 
-TASKS = ("source", "target_a", "target_b", "dissimilar")
+TASKS = ("source", "target_a", "target_b", "dissimilar", "orientation")
+
+ORIENTATION_BINS = 8
+"""Classes of the ``orientation`` task: equal bins of the bar's angle over 180 degrees."""
 
 _SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}
 
@@ -54,6 +61,9 @@ def task_classes(task: str) -> list[str]:
     _check_task(task)
     if task == "dissimilar":
         return [f"constellation{i}" for i in range(len(CONSTELLATIONS))]
+    if task == "orientation":
+        width = 180 / ORIENTATION_BINS
+        return [f"bar@{(c + 0.5) * width:.0f}deg" for c in range(ORIENTATION_BINS)]
     pairs = {"source": SOURCE, "target_a": TARGET_A, "target_b": TARGET_B}[task]
     return [f"{SHAPES[s]}/{TEXTURES[t]}" for s, t in pairs]
 
@@ -138,12 +148,18 @@ def _random_colours(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.nd
     return fg, bg
 
 
-def _render_pairs(pairs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Render (shape, texture) pairs of shape (n, 2) into (n, 3, H, W) floats in [0, 1]."""
+def _render_pairs(pairs: np.ndarray, rng: np.random.Generator,
+                  theta: np.ndarray | None = None) -> np.ndarray:
+    """Render (shape, texture) pairs of shape (n, 2) into (n, 3, H, W) floats in [0, 1].
+
+    ``theta`` (n,) fixes the rotations (radians); the random draw still happens, so the
+    other attributes of an image do not depend on whether its rotation was given.
+    """
     n = len(pairs)
     cx, cy = rng.uniform(-0.25, 0.25, (2, n, 1, 1)).astype(np.float32)
     scale = rng.uniform(0.5, 0.8, (n, 1, 1)).astype(np.float32)
-    theta = rng.uniform(0, 2 * np.pi, (n, 1, 1)).astype(np.float32)
+    theta_drawn = rng.uniform(0, 2 * np.pi, (n, 1, 1)).astype(np.float32)
+    theta = theta_drawn if theta is None else np.asarray(theta, np.float32).reshape(n, 1, 1)
     phase = rng.uniform(0, 2 * np.pi, (n, 1, 1)).astype(np.float32)
     dx, dy = _X[None] - cx, _Y[None] - cy
     u = (dx * np.cos(theta) + dy * np.sin(theta)) / scale
@@ -183,6 +199,20 @@ def _render_constellations(labels: np.ndarray, rng: np.random.Generator) -> np.n
     return img
 
 
+def _render_orientations(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A bar with a random source texture, rotated into the angle bin of its label.
+
+    Angles are jittered within the middle 60% of each bin, so neighbouring classes
+    stay at least 9 degrees apart. A bar looks the same after a half turn, hence 180 degrees.
+    """
+    n = len(labels)
+    texture = rng.integers(0, len(TEXTURES), n)
+    jitter = rng.uniform(-0.3, 0.3, n)
+    theta = (labels + 0.5 + jitter) / ORIENTATION_BINS * np.pi
+    pairs = np.stack([np.full(n, SHAPES.index("bar")), texture], 1)
+    return _render_pairs(pairs, rng, theta=theta)
+
+
 def make_images(task: str, n: int, seed: int = 0, split: str = "train",
                 labels: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Generate ``n`` images of ``task``.
@@ -207,6 +237,8 @@ def make_images(task: str, n: int, seed: int = 0, split: str = "train",
             raise ValueError(f"labels must be {n} ints in [0, {k})")
     if task == "dissimilar":
         x = _render_constellations(y, rng)
+    elif task == "orientation":
+        x = _render_orientations(y, rng) if n else np.zeros((0, 3, IMAGE_SIZE, IMAGE_SIZE), np.float32)
     else:
         pairs = np.asarray({"source": SOURCE, "target_a": TARGET_A, "target_b": TARGET_B}[task])
         x = _render_pairs(pairs[y], rng) if n else np.zeros((0, 3, IMAGE_SIZE, IMAGE_SIZE), np.float32)
@@ -322,7 +354,7 @@ class WorldDataset(Dataset):
     names the classes. Images are generated once, in memory, at construction.
 
     Args:
-        task: ``"source"``, ``"target_a"``, ``"target_b"`` or ``"dissimilar"``.
+        task: ``"source"``, ``"target_a"``, ``"target_b"``, ``"dissimilar"`` or ``"orientation"``.
         n: number of images (balanced over classes).
         split: ``"train"``, ``"val"`` or ``"test"``; independent random streams.
         seed: world seed.
@@ -371,3 +403,75 @@ def load_task(task: str, n_per_class: int, n_val_per_class: int = 100, seed: int
         raise ValueError("n_per_class and n_val_per_class must be >= 1")
     return TaskData(WorldDataset(task, k * n_per_class, "train", seed, shift),
                     WorldDataset(task, k * n_val_per_class, "val", seed, shift))
+
+
+# --------------------------------------------------------------------------- subsets and augmentation
+
+def take_per_class(data: WorldDataset, counts: Sequence[int]) -> WorldDataset:
+    """A copy of ``data`` with only the first ``counts[c]`` images of each class ``c``.
+
+    Builds skewed (imbalanced) training sets from a balanced one, e.g.
+    ``take_per_class(ds, [100] * 5 + [5] * 5)``. Order within the dataset is kept.
+    """
+    import copy
+
+    k = len(data.classes)
+    if len(counts) != k or any(int(c) < 0 for c in counts):
+        raise ValueError(f"counts must give a non-negative count for each of the {k} classes")
+    keep = []
+    for c in range(k):
+        idx = torch.nonzero(data.targets == c).flatten()
+        if len(idx) < counts[c]:
+            raise ValueError(f"class {c} has {len(idx)} images, fewer than the {counts[c]} asked for")
+        keep.append(idx[:int(counts[c])])
+    order = torch.cat(keep).sort().values
+    out = copy.copy(data)
+    out.raw, out.data, out.targets = data.raw[order], data.data[order], data.targets[order]
+    return out
+
+
+class FlipShift:
+    """Augmentation that keeps images looking like the pretraining images: a random
+    horizontal flip and a random translation of up to ``max_shift`` pixels (reflected border).
+
+    Use as ``WorldDataset(..., transform=FlipShift())``; it acts on one normalised (C, H, W)
+    image and draws from torch's global generator (seeded by ``tlutils.lab.start``).
+    """
+
+    def __init__(self, max_shift: int = 3, flip: bool = True) -> None:
+        if max_shift < 0:
+            raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+        self.max_shift, self.flip = int(max_shift), flip
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.flip and torch.rand(()) < 0.5:
+            x = x.flip(-1)
+        s = self.max_shift
+        if s:
+            dy, dx = (int(v) for v in torch.randint(-s, s + 1, (2,)))
+            h, w = x.shape[-2:]
+            x = torch.nn.functional.pad(x[None], (s, s, s, s), mode="reflect")[0]
+            x = x[:, s + dy:s + dy + h, s + dx:s + dx + w]
+        return x
+
+    def __repr__(self) -> str:
+        return f"FlipShift(max_shift={self.max_shift}, flip={self.flip})"
+
+
+class Blur:
+    """A Gaussian blur of every image (the shift ``blur`` at ``severity``) as an augmentation.
+
+    It removes fine texture. When the texture *is* what tells the classes apart, this
+    "augmentation" destroys the signal: a cautionary example, not a recipe.
+    """
+
+    def __init__(self, severity: int = 4) -> None:
+        if not 1 <= int(severity) <= 5:
+            raise ValueError(f"severity must be an int from 1 to 5, got {severity!r}")
+        self.severity = int(severity)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return _blur(x[None], self.severity)[0]
+
+    def __repr__(self) -> str:
+        return f"Blur(severity={self.severity})"

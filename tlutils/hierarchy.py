@@ -1,0 +1,57 @@
+"""Yosinski-style transfer experiments: copy the first k blocks, then train, frozen or fine-tuned.
+
+:func:`transfer_run` trains one network built by :func:`tlutils.models.transfer_blocks`;
+:func:`curve_stats` turns the accuracies of several seeds into means and spreads.
+"""
+from __future__ import annotations
+
+import statistics
+from typing import Mapping, Sequence
+
+from torch import nn
+
+from .freeze import block_parameters
+from .models import BLOCKS, ResNet, transfer_blocks
+from .train import evaluate, fit
+from .world import TaskData
+
+
+def transfer_groups(model: nn.Module, k: int, lr: float, transferred_lr_factor: float = 0.1) -> list[dict]:
+    """Parameter groups: the first ``k`` blocks (the copied ones) at ``lr * transferred_lr_factor``,
+    everything above them (new blocks and the head) at ``lr``. Frozen parameters are left out."""
+    if not 0 <= k < len(BLOCKS):
+        raise ValueError(f"k must be in [0, {len(BLOCKS) - 1}], got {k}")
+    if transferred_lr_factor <= 0:
+        raise ValueError(f"transferred_lr_factor must be positive, got {transferred_lr_factor}")
+    copied = [p for b in BLOCKS[:k] for p in block_parameters(model, b) if p.requires_grad]
+    new = [p for b in BLOCKS[k:] for p in block_parameters(model, b) if p.requires_grad]
+    groups = [{"params": new, "lr": lr, "name": "new"}]
+    if copied:
+        groups.append({"params": copied, "lr": lr * transferred_lr_factor, "name": "transferred"})
+    return groups
+
+
+def transfer_run(pretrained: ResNet, k: int, data: TaskData, *, fine_tune: bool, seed: int,
+                 epochs: int, lr: float, transferred_lr_factor: float = 0.1, batch_size: int = 32,
+                 weight_decay: float = 5e-4, device=None, progress: bool = False) -> tuple[ResNet, float]:
+    """Copy the first ``k`` blocks of ``pretrained`` into a fresh network and train it on ``data``.
+
+    Frozen (``fine_tune=False``): only the new blocks and the head learn, at ``lr``.
+    Fine-tuned: the copied blocks learn too, at ``lr * transferred_lr_factor`` (a smaller
+    step keeps them near their pretrained values). SGD with warmup and a cosine schedule.
+    ``seed`` sets both the initialisation of the new blocks and the shuffling.
+    Returns the trained network and its validation accuracy.
+    """
+    net = transfer_blocks(pretrained, k, data.num_classes, freeze=not fine_tune, seed=seed)
+    groups = transfer_groups(net, k, lr, transferred_lr_factor)
+    fit(net, data.train, None, epochs=epochs, param_groups=groups, schedule="cosine", warmup_steps=5,
+        weight_decay=weight_decay, batch_size=batch_size, device=device, seed=seed, progress=progress,
+        desc=f"k={k} {'fine-tuned' if fine_tune else 'frozen'}")
+    return net, evaluate(net, data.val, device=device)["acc"]
+
+
+def curve_stats(curve: Mapping[int, Sequence[float]]) -> tuple[dict[int, float], dict[int, float]]:
+    """Mean and standard deviation over seeds of ``{k: [accuracy per seed]}`` (std 0 for one seed)."""
+    means = {k: statistics.fmean(v) for k, v in curve.items()}
+    stds = {k: statistics.stdev(v) if len(v) > 1 else 0.0 for k, v in curve.items()}
+    return means, stds
