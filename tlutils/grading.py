@@ -814,6 +814,15 @@ def _short(text: str, n: int = 160) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+def _threads_per_run(workers: int) -> int:
+    """CPU threads for each grading run: the caller's OMP_NUM_THREADS if set, else a share of the cores."""
+    share = max(1, (os.cpu_count() or 1) // max(1, workers))
+    try:
+        return max(1, min(share, int(os.environ["OMP_NUM_THREADS"])))
+    except (KeyError, ValueError):
+        return share
+
+
 def _run_one(sub: Submission, lab: _Lab, timeout: float, profile: str, output_cap: int,
              threads: int, keep: bool) -> GradeRow:
     row = GradeRow(sub.student, sub.lab, {q: 0.0 for q in lab.questions}, {q: lab.points[q] for q in lab.questions})
@@ -848,8 +857,9 @@ def _run_one(sub: Submission, lab: _Lab, timeout: float, profile: str, output_ca
         tag = uuid.uuid4().hex
         env = dict(os.environ, TLUTILS_PROFILE=profile, TMPDIR=str(work / "tmp"), MPLBACKEND="Agg",
                    PYTHONDONTWRITEBYTECODE="1", **{TAG_VAR: tag})
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.setdefault(var, str(threads))
+        # Both variables, always: torch takes MKL_NUM_THREADS over OMP_NUM_THREADS, and a kernel with
+        # more threads than its share of cores spins against the other runs (10x slower, measured).
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         cmd = [sys.executable, "-I", "-c", _WORKER, str(sub_path), str(zip_path), str(work / "out")]
         proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -970,7 +980,7 @@ def grade(submissions_dir: Path | str, out_dir: Path | str | None = None, timeou
             labs[name] = _load_lab(by_name[name], assign_dir)
         except Exception as e:  # one broken lab must not stop the others
             broken[name] = _short(f"{type(e).__name__}: {e}", 300)
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    threads = _threads_per_run(workers)
 
     def job(sub: Submission) -> GradeRow:
         if sub.lab in broken:
