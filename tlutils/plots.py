@@ -215,15 +215,8 @@ def plot_transfer_curves(curves: Mapping[str, Mapping[int, Sequence[float]]], bl
     ax.set_xticks(all_ks, names, fontsize=8)
     ax.set_xlabel("k = number of blocks copied, from the input up (stem = conv1)")
     ax.set_ylabel("target validation accuracy (fraction)")
-    if chance is not None:
-        ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
     ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, chance=chance, title=title, legend_loc="lower left")
 
 
 def plot_by_block(values: Mapping[str, Mapping[str, float]], ylabel: str, ylim: tuple[float, float] | None = (0, 1.02),
@@ -237,16 +230,9 @@ def plot_by_block(values: Mapping[str, Mapping[str, float]], ylabel: str, ylim: 
     ax.set_xticks(range(len(blocks)), blocks)
     ax.set_xlabel("block (input -> output)")
     ax.set_ylabel(ylabel)
-    if chance is not None:
-        ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
     if ylim is not None:
         ax.set_ylim(*ylim)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, chance=chance, title=title)
 
 
 def plot_shift_grid(reports: Sequence[Mapping], index: int = 0, size: float = 1.1):
@@ -347,8 +333,6 @@ def plot_size_curves(acc: Mapping[str, Mapping[int, float]], chance: float | Non
     for i, (name, by_size) in enumerate(acc.items()):
         sizes = sorted(by_size)
         ax.plot(sizes, [by_size[s] for s in sizes], marker=markers[i % len(markers)], ms=5, label=name)
-    if chance is not None:
-        ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
     ax.set_xscale("log")
     all_sizes = sorted({s for by_size in acc.values() for s in by_size})
     ax.set_xticks(all_sizes, [str(s) for s in all_sizes])
@@ -356,12 +340,7 @@ def plot_size_curves(acc: Mapping[str, Mapping[int, float]], chance: float | Non
     ax.set_ylim(0, 1.02)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, chance=chance, title=title)
 
 
 def plot_lr_find(result, title: str | None = None):
@@ -379,8 +358,15 @@ def plot_lr_find(result, title: str | None = None):
     ax.set_ylim(min(result.losses) * 0.8, top)
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss (cross-entropy, nats)")
+    return _finish(fig, ax, title=title, legend_loc="upper left")
+
+
+def _finish(fig, ax, chance: float | None = None, title: str | None = None, legend_loc: str = "best"):
+    """The common last touches of a one-axes figure: chance line, grid, legend, title, layout."""
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc=legend_loc)
     if title:
         ax.set_title(title)
     fig.tight_layout()

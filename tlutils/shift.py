@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -22,15 +23,26 @@ from .train import get_device, make_loader
 def extract_features(model: nn.Module, data: Dataset | DataLoader, upto: str = "layer4",
                      batch_size: int = 512, device=None) -> tuple[Tensor, Tensor]:
     """Pooled backbone features after block ``upto`` and the labels, in eval mode (CPU tensors)."""
+    feats, labels = _per_batch(model, data, batch_size, device,
+                               lambda x: model.forward_features(x, upto=upto).float().cpu())
+    return torch.cat(feats), labels
+
+
+def _per_batch(model: nn.Module, data: Dataset | DataLoader, batch_size: int, device,
+               fn: Callable[[Tensor], Any]) -> tuple[list, Tensor]:
+    """``fn(x)`` for every batch of ``data`` in order, with ``model`` on ``device`` in eval mode
+    (its train/eval mode is restored afterwards), and all the labels."""
     device = get_device(device) if not isinstance(device, torch.device) else device
     was_training = model.training
     model.eval().to(device)
-    feats, labels = [], []
-    for x, y in make_loader(data, batch_size, shuffle=False):
-        feats.append(model.forward_features(x.to(device), upto=upto).float().cpu())
-        labels.append(y)
-    model.train(was_training)
-    return torch.cat(feats), torch.cat(labels)
+    outs, labels = [], []
+    try:
+        for x, y in make_loader(data, batch_size, shuffle=False):
+            outs.append(fn(x.to(device)))
+            labels.append(y)
+    finally:
+        model.train(was_training)
+    return outs, torch.cat(labels)
 
 
 def linear_probe(train_feats: Tensor, train_labels: Tensor, val_feats: Tensor, val_labels: Tensor,
@@ -198,17 +210,10 @@ def block_features(model: nn.Module, data: Dataset | DataLoader, blocks=None, po
     """
     if not isinstance(pool, int) or pool < 1:
         raise ValueError(f"pool must be a positive int, got {pool!r}")
-    device = get_device(device) if not isinstance(device, torch.device) else device
-    was_training = model.training
-    model.eval().to(device)
-    feats: dict[str, list[Tensor]] = {}
-    labels = []
-    for x, y in make_loader(data, batch_size, shuffle=False):
-        for name, m in block_maps(model, x.to(device), blocks).items():
-            feats.setdefault(name, []).append(nn.functional.adaptive_avg_pool2d(m, pool).flatten(1).float().cpu())
-        labels.append(y)
-    model.train(was_training)
-    return {k: torch.cat(v) for k, v in feats.items()}, torch.cat(labels)
+    batches, labels = _per_batch(model, data, batch_size, device, lambda x: {
+        name: nn.functional.adaptive_avg_pool2d(m, pool).flatten(1).float().cpu()
+        for name, m in block_maps(model, x, blocks).items()})
+    return {name: torch.cat([b[name] for b in batches]) for name in batches[0]}, labels
 
 
 def probe_by_block(model: nn.Module, train_data: Dataset | DataLoader, val_data: Dataset | DataLoader,
