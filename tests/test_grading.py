@@ -214,6 +214,35 @@ def test_oversized_submissions_are_refused(tmp_path, monkeypatch):
     assert row.status == "invalid" and "limit" in row.notes[0]
 
 
+def test_each_grading_run_gets_one_thread_count(tmp_path, monkeypatch):
+    # torch reads MKL_NUM_THREADS before OMP_NUM_THREADS: a run with the second alone still used
+    # every core and, beside another run, spun ten times slower
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert g._threads_per_run(2) == 4
+    for value, threads in (("1", 1), ("16", 4), ("many", 4)):
+        monkeypatch.setenv("OMP_NUM_THREADS", value)
+        assert g._threads_per_run(2) == threads, value
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def popen(cmd, env, **kw):
+        seen.update(env)
+        raise Stop
+
+    monkeypatch.setattr(g.subprocess, "Popen", popen)
+    monkeypatch.setenv("MKL_NUM_THREADS", "8")
+    path = tmp_path / "s" / "toy_lab.ipynb"
+    path.parent.mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), str(path))
+    with pytest.raises(Stop):
+        g._run_one(g.Submission("s", "toy_lab", path), g._Lab("toy_lab", b"", ["q1"], {"q1": 1.0}),
+                   5, "ci", 1000, 3, False)
+    assert seen["OMP_NUM_THREADS"] == seen["MKL_NUM_THREADS"] == "3"
+
+
 # --------------------------------------------------------------------------- grading a class (slow)
 
 @pytest.fixture(scope="module")
