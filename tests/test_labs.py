@@ -88,7 +88,10 @@ def test_lab_opens_with_goals_and_a_colab_install_cell(nb):
     import yaml
 
     cells = nbformat.read(nb, as_version=4).cells
-    intro = next(c.source for c in cells if c.cell_type == "markdown")
+    shown = [c for c in cells if c.cell_type != "raw"]  # the assignment config is not shown
+    assert shown[0].cell_type == "markdown" and shown[0].source.startswith("# "), (
+        f"{nb.name}: the page should open with the lab's title and goals, before any code")
+    intro = shown[0].source
     for heading in ("Learning goals", "Prerequisites", "Run time"):
         assert heading in intro, f"{nb.name}: the first markdown cell should state '{heading}'"
     first_code = next(c.source for c in cells if c.cell_type == "code")
