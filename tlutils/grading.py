@@ -815,7 +815,7 @@ def _short(text: str, n: int = 160) -> str:
 
 
 def _threads_per_run(workers: int) -> int:
-    """CPU threads for each grading run: the caller's OMP_NUM_THREADS if set, else a share of the cores."""
+    """CPU threads for each grading run: a share of the cores, or the caller's OMP_NUM_THREADS if lower."""
     share = max(1, (os.cpu_count() or 1) // max(1, workers))
     try:
         return max(1, min(share, int(os.environ["OMP_NUM_THREADS"])))
