@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .freeze import block_parameters, bn_layers
 from .models import BLOCKS
-from .train import Callback, FitState, evaluate
+from .train import Callback, FitState, evaluate, map_batches
 
 BACKBONE = BLOCKS[:-1]
 
@@ -137,20 +137,12 @@ def prediction_entropy(model: nn.Module, data: Dataset | DataLoader, normalized:
     prediction, 1 a uniform one. Needs no labels, so it can be watched in
     production: a rising mean entropy says the inputs look less like the training data.
     """
-    from .train import get_device, make_loader
-
-    device = get_device(device) if not isinstance(device, torch.device) else device
-    was_training = model.training
-    model.eval().to(device)
-    out = []
-    for x, _ in make_loader(data, batch_size, shuffle=False):
-        logp = torch.log_softmax(model(x.to(device)).float(), dim=1)
+    def entropy(x: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(model(x).float(), dim=1)
         h = -(logp.exp() * logp).sum(1)
-        if normalized:
-            h = h / torch.log(torch.tensor(float(logp.shape[1])))
-        out.append(h.cpu())
-    model.train(was_training)
-    return torch.cat(out)
+        return (h / torch.log(torch.tensor(float(logp.shape[1]))) if normalized else h).cpu()
+
+    return torch.cat(map_batches(model, data, entropy, batch_size, device)[0])
 
 
 def feature_mmd(model: nn.Module, reference: Dataset | DataLoader, current: Dataset | DataLoader,

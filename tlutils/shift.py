@@ -8,13 +8,12 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from .train import get_device, make_loader
+from .train import get_device, make_loader, map_batches
 
 
 # --------------------------------------------------------------------------- features
@@ -23,26 +22,9 @@ from .train import get_device, make_loader
 def extract_features(model: nn.Module, data: Dataset | DataLoader, upto: str = "layer4",
                      batch_size: int = 512, device=None) -> tuple[Tensor, Tensor]:
     """Pooled backbone features after block ``upto`` and the labels, in eval mode (CPU tensors)."""
-    feats, labels = _per_batch(model, data, batch_size, device,
-                               lambda x: model.forward_features(x, upto=upto).float().cpu())
+    feats, labels = map_batches(model, data, lambda x: model.forward_features(x, upto=upto).float().cpu(),
+                                batch_size, device)
     return torch.cat(feats), labels
-
-
-def _per_batch(model: nn.Module, data: Dataset | DataLoader, batch_size: int, device,
-               fn: Callable[[Tensor], Any]) -> tuple[list, Tensor]:
-    """``fn(x)`` for every batch of ``data`` in order, with ``model`` on ``device`` in eval mode
-    (its train/eval mode is restored afterwards), and all the labels."""
-    device = get_device(device) if not isinstance(device, torch.device) else device
-    was_training = model.training
-    model.eval().to(device)
-    outs, labels = [], []
-    try:
-        for x, y in make_loader(data, batch_size, shuffle=False):
-            outs.append(fn(x.to(device)))
-            labels.append(y)
-    finally:
-        model.train(was_training)
-    return outs, torch.cat(labels)
 
 
 def linear_probe(train_feats: Tensor, train_labels: Tensor, val_feats: Tensor, val_labels: Tensor,
@@ -157,7 +139,7 @@ def adabn(model: nn.Module, data: Dataset | DataLoader, batch_size: int = 256,
     average over the data (momentum ``None``). Labels in ``data`` are ignored.
     Returns the adapted model (a copy unless ``inplace``), in eval mode.
     """
-    device = get_device(device) if not isinstance(device, torch.device) else device
+    device = get_device(device)
     model = model if inplace else copy.deepcopy(model)
     model.to(device)
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -210,9 +192,9 @@ def block_features(model: nn.Module, data: Dataset | DataLoader, blocks=None, po
     """
     if not isinstance(pool, int) or pool < 1:
         raise ValueError(f"pool must be a positive int, got {pool!r}")
-    batches, labels = _per_batch(model, data, batch_size, device, lambda x: {
+    batches, labels = map_batches(model, data, lambda x: {
         name: nn.functional.adaptive_avg_pool2d(m, pool).flatten(1).float().cpu()
-        for name, m in block_maps(model, x, blocks).items()})
+        for name, m in block_maps(model, x, blocks).items()}, batch_size, device)
     return {name: torch.cat([b[name] for b in batches]) for name in batches[0]}, labels
 
 
@@ -318,7 +300,7 @@ def severity_report(model: nn.Module, data, kind: str, severity: int, reference:
     shifted images, in [0, 1]), ``accuracy``, ``mmd2`` and, with ``probe_train``, ``probe_acc``.
     """
     from .world import apply_shift
-    device = get_device(device) if not isinstance(device, torch.device) else device
+    device = get_device(device)
     raw, labels = _raw_of(data)
     shifted = apply_shift(raw, kind, severity, seed=seed)
     feats = _features_of(model, shifted, device)

@@ -76,7 +76,7 @@ def run_cell(pretrained: ResNet, data: TaskData, strategies: Sequence[str] = STR
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise ValueError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
-    device = device if isinstance(device, torch.device) else get_device(device)
+    device = get_device(device)
     k = data.num_classes
     accs, models = {}, {}
     epochs = epochs_for(steps, len(data.train), batch_size)

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from . import models, world
+from .train import predict
 
 TRACKS = ("world", "imagenet")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -258,11 +259,6 @@ def source_eval_set(track: str, n: int, seed: int = 0, model: nn.Module | None =
         return world.WorldDataset("source", n, split="val", seed=seed + 1000)
     if model is None or images is None:
         raise ValueError("track='imagenet' needs the pretrained model and the images to label")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
     subset = torch.utils.data.Subset(images, range(min(n, len(images))))
-    loader = torch.utils.data.DataLoader(subset, batch_size=64)
-    preds = torch.cat([model(x.to(device)).argmax(1).cpu() for x, _ in loader])
-    model.train(was_training)
+    preds, _ = predict(model, subset, batch_size=64, device=next(model.parameters()).device)
     return _Relabelled(subset, preds)

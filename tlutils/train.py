@@ -25,8 +25,8 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 
 # --------------------------------------------------------------------------- set-up helpers
 
-def get_device(prefer: str | None = None) -> torch.device:
-    """The best available device: CUDA, then Apple MPS, then CPU (or ``prefer`` if given)."""
+def get_device(prefer: torch.device | str | None = None) -> torch.device:
+    """The best available device: CUDA, then Apple MPS, then CPU (or ``prefer``, a name or a device)."""
     if prefer is not None:
         return torch.device(prefer)
     if torch.cuda.is_available():
@@ -145,7 +145,7 @@ def evaluate(model: nn.Module, data: Dataset | DataLoader, batch_size: int = 512
     task is scored with its original classifier on a fine-tuned backbone. The
     model's train/eval mode is restored afterwards.
     """
-    device = get_device(device) if not isinstance(device, torch.device) else device
+    device = get_device(device)
     loader = make_loader(data, batch_size, shuffle=False)
     was_training = model.training
     model.eval()
@@ -212,7 +212,7 @@ def fit(model: nn.Module, train_data: Dataset | DataLoader,
     if clip_grad_norm is not None and clip_grad_norm <= 0:
         raise ValueError(f"clip_grad_norm must be positive, got {clip_grad_norm}")
 
-    device = device if isinstance(device, torch.device) else get_device(device)
+    device = get_device(device)
     amp = (device.type == "cuda") if amp is None else amp
     model.to(device)
     if optimizer == "sgd":
@@ -381,7 +381,7 @@ def lr_find(model: nn.Module, data: Dataset | DataLoader, start_lr: float = 1e-5
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: no parameter has requires_grad=True")
-    device = device if isinstance(device, torch.device) else get_device(device)
+    device = get_device(device)
     saved_state = copy.deepcopy(model.state_dict())   # weights *and* BN buffers
     was_training = model.training
     model.to(device)
@@ -468,18 +468,28 @@ def balanced_sampler(data_or_targets: Dataset | Sequence[int] | Tensor, num_samp
 
 
 @torch.no_grad()
+def map_batches(model: nn.Module, data: Dataset | DataLoader, fn: Callable[[Tensor], Any], batch_size: int = 512,
+                device: torch.device | str | None = None) -> tuple[list, Tensor]:
+    """``fn(x)`` for every batch of ``data`` in order, with ``model`` on ``device`` in eval mode and
+    no gradients, and all the labels. The model's train/eval mode is restored afterwards."""
+    device = get_device(device)
+    was_training = model.training
+    model.eval().to(device)
+    outs, labels = [], []
+    try:
+        for x, y in make_loader(data, batch_size, shuffle=False):
+            outs.append(fn(x.to(device)))
+            labels.append(y)
+    finally:
+        model.train(was_training)
+    return outs, torch.cat(labels)
+
+
 def predict(model: nn.Module, data: Dataset | DataLoader, batch_size: int = 512,
             device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
     """Predicted classes and true labels over ``data`` (eval mode; the mode is restored)."""
-    device = get_device(device) if not isinstance(device, torch.device) else device
-    was_training = model.training
-    model.eval().to(device)
-    preds, labels = [], []
-    for x, y in make_loader(data, batch_size, shuffle=False):
-        preds.append(model(x.to(device)).argmax(1).cpu())
-        labels.append(y)
-    model.train(was_training)
-    return torch.cat(preds), torch.cat(labels)
+    preds, labels = map_batches(model, data, lambda x: model(x).argmax(1).cpu(), batch_size, device)
+    return torch.cat(preds), labels
 
 
 def confusion_matrix(model: nn.Module, data: Dataset | DataLoader, num_classes: int | None = None,
@@ -515,7 +525,7 @@ def overfit_batch(model: nn.Module, data: Dataset | DataLoader, steps: int = 60,
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    device = device if isinstance(device, torch.device) else get_device(device)
+    device = get_device(device)
     m = copy.deepcopy(model).to(device).train()
     params = [p for p in m.parameters() if p.requires_grad]
     if not params:
