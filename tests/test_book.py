@@ -1,12 +1,11 @@
-"""The website: it builds offline in the ci profile, quotes the labs' numbers, shows their
-figures, leaks no solution, and a broken notebook makes the build fail."""
+"""The website: it builds offline in the full profile (the numbers readers see), quotes the labs'
+numbers, shows their figures, leaks no solution, and a broken notebook makes the build fail."""
 from __future__ import annotations
 
-import ast
+import html as html_lib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,51 +40,47 @@ def test_broken_notebook_fails_the_book_build(tmp_path):
     assert r.returncode != 0, "a notebook that raises must fail the book build"
 
 
-@pytest.fixture(scope="module")
-def ci_book(tmp_path_factory):
-    """`make book-ci`, into a temporary folder: stage the student edition and build it."""
-    out = tmp_path_factory.mktemp("book")
-    src = out / "src"
-    py = sys.executable
-    subprocess.run([py, "-m", "tlutils.grading", "stage-book", "--edition", "student", "--dest", str(src)],
-                   check=True, cwd=ROOT)
-    r = jb_build(src, out, env={"TLUTILS_PROFILE": "ci"})
-    assert r.returncode == 0, (r.stdout[-3000:] + r.stderr[-3000:])
-    return out / "_build" / "html"
+def test_book_builds_offline(student_book):
+    html = student_book.html
+    assert (html / "index.html").is_file()
+    assert (html / "chapters" / "forgetting.html").is_file()
+    assert (html / "labs" / "forgetting.html").is_file()
 
 
-def test_book_builds_offline_in_ci_profile(ci_book):
-    assert (ci_book / "index.html").is_file()
-    assert (ci_book / "chapters" / "forgetting.html").is_file()
-    assert (ci_book / "labs" / "forgetting.html").is_file()
-
-
-def test_book_has_no_solution_or_hidden_test(ci_book):
-    r = subprocess.run([sys.executable, "-m", "tlutils.grading", "check-leaks", str(ci_book)],
+def test_book_has_no_solution_or_hidden_test(student_book):
+    r = subprocess.run([sys.executable, "-m", "tlutils.grading", "check-leaks", str(student_book.html)],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
-    html = (ci_book / "labs" / "forgetting.html").read_text()
+    html = (student_book.html / "labs" / "forgetting.html").read_text()
     assert "name.startswith(&quot;fc.&quot;)" not in html and "name.startswith(\"fc.\")" not in html  # a q1 solution line
 
 
-def test_chapter_quotes_the_labs_numbers(ci_book):
-    """The chapter's glued numbers are the ones the lab computes (same seed, same profile)."""
-    # the book's executed copy drops glue outputs, so read the lab's printed summary
-    executed = nbformat.read(str(ci_book.parent / "jupyter_execute" / "labs" / "forgetting.ipynb"), 4)
-    summary = next(c for c in executed.cells if "NBVAL_CHECK_OUTPUT" in c.source)
-    text = "".join(o.get("text", "") for o in summary.outputs)
-    g = {k: ast.literal_eval(v) for k, v in (line.split(None, 1) for line in text.splitlines() if line.strip())}
-    html = re.sub(r"<[^>]+>", " ", (ci_book / "chapters" / "forgetting.html").read_text())
-    for key in ("probe_val_acc", "collapse_val_acc", "fixed_val_acc", "source_acc_after_collapse"):
-        assert f"{g[key]:.1%}" in html, key
-    assert not re.search(r"glue:text|::probe_val_acc", html), "an unresolved glue reference"
+GLUE_TEXT = re.compile(r"\{glue:text\}`(?:\.\./)?labs/(\w+)\.ipynb::(\w+)(?::([^`]*))?`")
 
 
-def test_explorers_keep_their_widget_state_and_a_static_figure(ci_book):
+def _page_text(path: Path) -> str:
+    return html_lib.unescape(re.sub(r"<[^>]+>", " ", path.read_text()))
+
+
+def test_chapters_quote_the_numbers_their_labs_recorded(student_book):
+    """Every inline number a chapter glues is the value its lab recorded in the same build."""
+    quoted = 0
+    for md in sorted((ROOT / "chapters").glob("*.md")) + [ROOT / "intro.md"]:
+        page = md.relative_to(ROOT).with_suffix(".html")
+        text = _page_text(student_book.html / page)
+        for lab, key, fmt in GLUE_TEXT.findall(md.read_text()):
+            value = student_book.glued(lab)[key]
+            assert format(value, fmt or "") in text, f"{page}: {lab}::{key} should read {format(value, fmt or '')}"
+            quoted += 1
+        assert not re.search(r"glue:text|\w+\.ipynb::\w+", text), f"{page}: an unresolved glue reference"
+    assert quoted >= 50, f"only {quoted} glued numbers in the chapters"
+
+
+def test_explorers_keep_their_widget_state_and_a_static_figure(student_book):
     labs = [nb for nb in lab_notebooks() if "explore.explorer(" in nb.read_text()]
     assert len(labs) >= 2, "at least two labs should have an interactive explorer"
     for nb in labs:
-        html = (ci_book / "labs" / f"{nb.stem}.html").read_text()
+        html = (student_book.html / "labs" / f"{nb.stem}.html").read_text()
         assert "application/vnd.jupyter.widget-state+json" in html, f"{nb.stem}: widget state not embedded"
         # progress bars are widgets too: find the explorer's own box by its class in the saved state
         saved = re.search(r'<script type="application/vnd.jupyter.widget-state\+json">(.*?)</script>', html, re.S)
@@ -97,10 +92,9 @@ def test_explorers_keep_their_widget_state_and_a_static_figure(ci_book):
             assert "<img" in html[view:view + 20000], f"{nb.stem}: no static figure below the explorer's controls"
 
 
-def test_lab_page_shows_figures_and_launch_button(ci_book):
-    html = (ci_book / "labs" / "forgetting.html").read_text()
+def test_lab_page_shows_figures_and_launch_button(student_book):
+    html = (student_book.html / "labs" / "forgetting.html").read_text()
     assert html.count("<img") >= 4, "the lab page should show its figures"
     for nb in lab_notebooks():
-        html = (ci_book / "labs" / f"{nb.stem}.html").read_text()
+        html = (student_book.html / "labs" / f"{nb.stem}.html").read_text()
         assert "colab.research.google.com" in html, f"{nb.stem}: the Colab launch button is missing"
-    shutil.rmtree(ci_book.parent / ".jupyter_cache", ignore_errors=True)

@@ -1,5 +1,6 @@
-"""The notebook harness: every lab under labs/ runs in the ci profile, within budget,
-reproduces its numbers, and shows what its text claims (checks in lab_checks.py)."""
+"""The notebook harness: every lab under labs/ runs in both profiles within budget, reproduces
+its numbers, and shows what its text claims (checks in lab_checks.py): in `full`, on the numbers
+the website shows (the book build's executed labs), and in `ci` for several seeds."""
 from __future__ import annotations
 
 import subprocess
@@ -9,7 +10,7 @@ import papermill as pm
 import pytest
 
 import lab_checks
-from notebooks import CI_BUDGET_S, execute, glued, lab_notebooks
+from notebooks import CI_BUDGET_S, FULL_BUDGET_S, execute, glued, lab_notebooks
 
 pytestmark = pytest.mark.notebook
 LABS = lab_notebooks()
@@ -41,6 +42,18 @@ def test_lab_shows_what_its_text_claims(nb):
     assert check is not None, f"add check_{nb.stem}(g, profile) to tests/lab_checks.py"
     out, _ = run(nb)
     check(glued(out), "ci")
+
+
+@pytest.mark.parametrize("nb", LABS, ids=IDS)
+def test_book_numbers_show_what_the_text_claims(nb, student_book):
+    """The same claims on the `full` profile's numbers, as the book build recorded them."""
+    lab_checks.__dict__[f"check_{nb.stem}"](student_book.glued(nb.stem), "full")
+
+
+@pytest.mark.parametrize("nb", LABS, ids=IDS)
+def test_lab_runs_within_full_budget(nb, student_book):
+    seconds = student_book.execution_seconds(nb.stem)
+    assert seconds < FULL_BUDGET_S, f"{nb.stem} took {seconds:.0f} s in the full profile (budget {FULL_BUDGET_S:.0f} s)"
 
 
 @pytest.mark.parametrize("nb", LABS, ids=IDS)

@@ -62,15 +62,74 @@ RECORDED: dict[str, Any] = {}
 """Everything :func:`record` saw in this kernel, for :func:`summary`."""
 
 
-def record(name: str, value: Any, display: bool = False) -> None:
+class Table(dict):
+    """A dict that the book shows as an HTML table and the tests read back as a dict.
+
+    Rows are the keys; a row whose value is a dict spreads over columns (the union of
+    the rows' keys, in order of appearance). ``fmt`` formats every number (e.g. ``".1%"``);
+    a cell holding ``{"mean": m, "std": s}`` (or ``"min"``/``"max"``) shows as ``m ± s``
+    (``m (min to max)``), a list as its items. ``text/plain`` stays the dict's repr, so
+    ``ast.literal_eval`` gives the values back unformatted.
+    """
+
+    def __init__(self, data: dict, fmt: str | None = None, caption: str | None = None):
+        super().__init__(data)
+        self.fmt, self.caption = fmt, caption
+
+    def _cell(self, value: Any) -> str:
+        if isinstance(value, bool) or value is None:
+            return "" if value is None else str(value)
+        if isinstance(value, (int, float)):
+            if isinstance(value, float) and value != value:
+                return "n/a"
+            return format(value, self.fmt) if self.fmt else (f"{value:.4g}" if isinstance(value, float) else str(value))
+        if isinstance(value, dict) and "mean" in value:
+            m = self._cell(value["mean"])
+            if "std" in value:
+                return f"{m} ± {self._cell(value['std'])}"
+            if "min" in value and "max" in value:
+                return f"{m} ({self._cell(value['min'])} to {self._cell(value['max'])})"
+            return m
+        if isinstance(value, (list, tuple)):
+            return ", ".join(self._cell(v) for v in value)
+        if isinstance(value, dict):
+            return "; ".join(f"{k}: {self._cell(v)}" for k, v in value.items())
+        return str(value)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        nested = all(isinstance(v, dict) and "mean" not in v for v in self.values()) and len(self) > 0
+        columns: list = []
+        if nested:
+            for row in self.values():
+                columns += [c for c in row if c not in columns]
+        head = "".join(f"<th>{escape(str(c))}</th>" for c in columns) if nested else "<th>value</th>"
+        rows = []
+        for key, row in self.items():
+            cells = [row.get(c) for c in columns] if nested else [row]
+            tds = "".join(f"<td>{escape(self._cell(v))}</td>" for v in cells)
+            rows.append(f"<tr><th>{escape(str(key))}</th>{tds}</tr>")
+        caption = f"<caption>{escape(self.caption)}</caption>" if self.caption else ""
+        return (f'<table class="tlutils-table">{caption}<thead><tr><th></th>{head}</tr></thead>'
+                f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def record(name: str, value: Any, display: bool = False, fmt: str | None = None,
+           caption: str | None = None) -> None:
     """Record a number (or table) under ``name`` for the book and the tests (``myst_nb.glue``).
 
-    Floats are rounded to 4 decimals so the text in the book stays readable. Without
-    myst-nb installed (e.g. in Colab) the value is printed instead. Returns nothing, so a
-    cell ending in ``record(...)`` does not show the value (or a figure) a second time.
+    Floats are rounded to 4 decimals so the text in the book stays readable. A dict becomes a
+    :class:`Table` (``fmt`` and ``caption`` go to it): shown in the book with the block
+    directive ``{glue:} name``, read back by the tests as the dict it is. Without myst-nb
+    installed (e.g. in Colab) the value is printed instead. Returns nothing, so a cell ending
+    in ``record(...)`` does not show the value (or a figure) a second time.
     """
     if isinstance(value, float):
         value = round(value, 4)
+    elif isinstance(value, dict):
+        value = Table(value, fmt=fmt if fmt is not None else getattr(value, "fmt", None),
+                      caption=caption if caption is not None else getattr(value, "caption", None))
     RECORDED[name] = value
     try:
         from myst_nb import glue
