@@ -114,3 +114,11 @@ def test_lab_opens_with_goals_and_a_colab_install_cell(nb):
     assert "parameters" in next(c for c in cells if c.cell_type == "code" and c is not cells[0]
                                 and "google.colab" not in c.source).metadata.get("tags", []), (
         f"{nb.name}: the parameters cell should follow the Colab cell")
+
+
+def test_a_claim_broken_in_the_book_only_fails_the_checks(student_book):
+    """Making the fix end below the probe in the `full` numbers alone is caught."""
+    g = dict(student_book.glued("forgetting"))
+    g["fixed_val_acc"] = g["probe_val_acc"] - 0.01
+    with pytest.raises(AssertionError):
+        lab_checks.check_forgetting(g, "full")

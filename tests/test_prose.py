@@ -16,13 +16,13 @@ CHAPTERS = sorted(p for p in (ROOT / "chapters").glob("*.md")
 
 # Numbers that are names or definitions, not results: architectures, image sizes, years, versions...
 DEFINITIONAL = re.compile(r"""
-      ResNet-\d+ | ImageNet-\w+ | CIFAR-\d+ | \bfloat\d+ | \bbfloat16 | \bfp16 | \btop-\d\b | \b1cycle\b
+      ResNet-\d+ | \b\d+(\s*[x×]\s*\d+)+\b | ImageNet-\w+ | CIFAR-\d+ | \bfloat\d+ | \bbfloat16 | \bfp16 | \btop-\d\b | \b1cycle\b
     | \bconv\d\b | \bbn\d\b | \blayer\d\b | \bL[12](-SP)?\b | \bMMD\^?2 | \bk\s*=\s*\d | \b\d+\s*[x×]\s*\d+\b
     | \b(19|20)\d\d[a-z]?\b | \b[Ss]ection\s+\d+ | \bPython\s+3[\d.]* | \btorch\s*[><=]*\s*\d[\d.]* | \b\d+\.x\b
     | \bH\d\b | \bTF32\b | \bCUDA\s*\d+ | \bx\d\b | \b\d+(\.\d+)?e-?\d+\b
     | \b(Pitfall|Step|Part|Exercise|Question|Item|Figure|Table)\s+\d+ | \b\d+-(class|way|channel)\b
     | \b\d+\s+(classes|channels|corruptions)\b | \bseverit(y|ies)\s+(from\s+)?\d+ | \bfrom\s+1\s+\(mild\)\s+to\s+5
-    | \b[Bb]atch(es)?\s+(sizes?\s+)?(of\s+|from\s+)?\d+(\s*(to|and|,)\s*\d+)* | \bmomentum\s+(of\s+)?0\.\d+
+    | \b[Bb]atch(es)?\s+(sizes?\s+)?(of\s+|from\s+)?\d+((\s*,)?\s*(to|and|or|,)\s*\d+)* | \bmomentum\s+(is\s+|of\s+)?0\.\d+
     | \(0\.485,\s*0\.456,\s*0\.406\) | \(0\.229,\s*0\.224,\s*0\.225\) | \bmin\s*/\s*10\b
 """, re.X)
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*\s*%?")
@@ -143,3 +143,12 @@ def test_recorded_dict_is_a_table_that_reads_back_as_the_dict():
     assert html.count("<tr>") == 3 and "<th>target</th><th>source</th>" in html, html
     assert "<td>85.1%</td><td>90.0% ± 1.2%</td>" in html and "<td>10.0%</td><td></td>" in html, html
     assert "{" not in html and "None" not in html
+
+
+def test_repr_scan_sees_prose_and_skips_code(tmp_path):
+    page = tmp_path / "p.html"
+    page.write_text('<p>Gains: <span class="pasted-text">{&#39;a&#39;: 0.1}</span>, crossover None.</p>'
+                    '<div class="cell docutils container"><pre>x = None</pre><div class="output">[0.5]</div></div>'
+                    '<section><p>None of the runs failed.</p><code>nan</code></section>')
+    found = REPR.findall(page_prose(page))
+    assert found == ["{'", "None"], found
