@@ -45,10 +45,15 @@ def test_a_missing_dependency_is_reported():
     assert "Traceback" not in r.stderr, r.stderr
 
 
-def test_a_torch_below_the_floor_is_refused_with_what_to_install():
-    r = run_check(prelude="import torch; torch.__version__ = '2.2.2+cu121'")
-    assert r.returncode == 1, r.stdout
-    assert "FIX  torch 2.2.2+cu121 is too old" in r.stdout and "GradScaler" in r.stdout, r.stdout
-    assert "pip install -U 'torch>=2.3' 'torchvision>=0.18'" in r.stdout, r.stdout
-    r = run_check(prelude="import torch; torch.__version__ = '2.3.0'")
-    assert "ok   torch 2.3.0" in r.stdout, r.stdout
+def test_a_torch_below_the_floor_is_refused_with_what_to_install(monkeypatch, capsys):
+    import torch
+
+    from tlutils.__main__ import check
+
+    monkeypatch.setattr(torch, "__version__", "2.2.2+cu121")
+    assert check() == 1
+    out = capsys.readouterr().out
+    assert "FIX  torch 2.2.2+cu121 is too old" in out and "GradScaler" in out, out
+    assert "pip install -U 'torch>=2.3' 'torchvision>=0.18'" in out, out
+    monkeypatch.setattr(torch, "__version__", "2.3.0")
+    assert check() == 0 and "ok   torch 2.3.0" in capsys.readouterr().out
