@@ -43,3 +43,17 @@ def test_a_missing_dependency_is_reported():
     assert r.returncode == 1, r.stdout + r.stderr
     assert "FIX  tqdm is missing: pip install 'tqdm>=" in r.stdout, r.stdout
     assert "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_torch_below_the_floor_is_refused_with_what_to_install(monkeypatch, capsys):
+    import torch
+
+    from tlutils.__main__ import check
+
+    monkeypatch.setattr(torch, "__version__", "2.2.2+cu121")
+    assert check() == 1
+    out = capsys.readouterr().out
+    assert "FIX  torch 2.2.2+cu121 is too old" in out and "GradScaler" in out, out
+    assert "pip install -U 'torch>=2.3' 'torchvision>=0.18'" in out, out
+    monkeypatch.setattr(torch, "__version__", "2.3.0")
+    assert check() == 0 and "ok   torch 2.3.0" in capsys.readouterr().out

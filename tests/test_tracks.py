@@ -111,3 +111,36 @@ def test_lab_with_the_real_data_parameter_stops_at_once_offline(offline, tmp_pat
     assert e.value.ename == "TrackUnavailable"
     assert 'track = "world"' in e.value.evalue, e.value.evalue
     assert time.perf_counter() - t < 60, "the lab should stop before any training"
+
+
+def test_weights_download_creates_the_hub_folder_and_verifies_the_file(offline, tmp_path, monkeypatch):
+    """What a fresh Colab VM does on track="imagenet": no torch hub folder yet, weights from a URL."""
+    import hashlib
+
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18().eval()
+    served = tmp_path / "served"
+    served.mkdir()
+    blob = served / "blob.pth"
+    torch.save(reference.state_dict(), blob)
+    prefix = hashlib.sha256(blob.read_bytes()).hexdigest()[:8]
+    good = served / f"resnet18-{prefix}.pth"
+    blob.rename(good)
+    monkeypatch.setattr(tracks, "_reachable", lambda host, timeout=3.0: True)
+    monkeypatch.setattr(tracks, "weights_url", lambda: good.as_uri())
+    cache = tracks.weights_file()
+    assert not cache.parent.exists(), "the test needs the hub's checkpoints/ folder to be missing"
+    model = tracks.imagenet_resnet18().eval()
+    assert cache.is_file() and cache.name == good.name
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(x), reference(x), atol=1e-5)
+
+    # a file whose content does not match the prefix its name carries is refused and not cached
+    bad = served / "resnet18-0123abcd.pth"
+    bad.write_bytes(good.read_bytes())
+    with pytest.raises(RuntimeError, match="hash"):
+        tracks.download(bad.as_uri(), tmp_path / "fresh" / "checkpoints" / bad.name)
+    assert not (tmp_path / "fresh" / "checkpoints" / bad.name).exists()
+    with pytest.raises(ValueError, match="sha256 prefix"):
+        tracks.download((served / "blob.pth").as_uri(), tmp_path / "x.pth")

@@ -12,8 +12,11 @@ import platform
 import sys
 from pathlib import Path
 
-REQUIRED = {"torch": "2.1", "torchvision": "0.16", "numpy": "1.24", "matplotlib": "3.7",
+REQUIRED = {"torch": "2.3", "torchvision": "0.18", "numpy": "1.24", "matplotlib": "3.7",
             "pandas": "2.0", "tqdm": "4.60", "ipywidgets": "7.6"}
+"""The oldest versions the labs work with: torch 2.3 is the first with ``torch.amp.GradScaler(device)``,
+which ``fit`` uses for float16 mixed precision (e.g. on Colab's T4); torchvision 0.18 is its pair."""
+WHY = {"torch": "fit's float16 mixed precision needs torch.amp.GradScaler(device), new in 2.3"}
 OPTIONAL = {"myst_nb": "book", "papermill": "test", "nbval": "test", "otter": "grading"}
 
 
@@ -39,7 +42,9 @@ def check(checkpoint: str | Path | None = None) -> int:
         version = getattr(mod, "__version__", "0")
         if _version_tuple(version) < _version_tuple(minimum):
             problems += 1
-            print(f"  FIX  {name} {version} is too old: pip install -U '{name}>={minimum}'")
+            why = f" ({WHY[name]})" if name in WHY else ""
+            pair = f" 'torchvision>={REQUIRED['torchvision']}'" if name == "torch" else ""  # they come in pairs
+            print(f"  FIX  {name} {version} is too old{why}: pip install -U '{name}>={minimum}'{pair}")
         else:
             print(f"  ok   {name} {version}")
     for name, extra in OPTIONAL.items():
@@ -55,9 +60,10 @@ def check(checkpoint: str | Path | None = None) -> int:
     import torch
 
     from .models import CHECKPOINT, CheckpointError, load_pretrained, model_card
-    from .train import get_device
+    from .train import amp_dtype, get_device
     device = get_device()
-    amp = "mixed precision (AMP) on" if device.type == "cuda" else "float32 (AMP is used on CUDA only)"
+    amp = f"mixed precision ({str(amp_dtype(device)).replace('torch.', '')}) in fit" if device.type == "cuda" \
+        else "float32 (fit uses mixed precision on CUDA only)"
     print(f"device: {device}, {amp}, {torch.get_num_threads()} CPU threads")
     try:
         load_pretrained(checkpoint)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .train import get_device, seed_everything
+from .train import amp_dtype, get_device, seed_everything
 
 PROFILES = ("ci", "full")
 """``ci``: small and fast (the test harness, under 90 s); ``full``: the numbers the book shows."""
@@ -27,15 +27,26 @@ def check_profile(profile: str) -> str:
 
 
 def start(profile: str, seed: int = 0, device: str | None = None, verbose: bool = True) -> torch.device:
-    """Validate the profile, seed everything and pick the device (CUDA, then MPS, then CPU)."""
+    """Validate the profile, seed everything and pick the device (CUDA if there is one, else the CPU;
+    ``device="mps"`` for Apple's GPU).
+
+    Same seed, same numbers holds on the CPU; GPU runs of one seed differ slightly (see
+    :func:`tlutils.train.seed_everything`). On CUDA, TF32 is turned off so that float32 code
+    computes in float32 (the labs' exactness checks rely on it); ``fit`` still trains with
+    mixed precision there.
+    """
     check_profile(profile)
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     seed_everything(seed)
     dev = get_device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     if verbose:
         name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
-        amp = "mixed precision (AMP) on" if dev.type == "cuda" else "float32"
+        amp = f"mixed precision ({str(amp_dtype(dev)).replace('torch.', '')}) in fit" if dev.type == "cuda" \
+            else "float32"
         print(f"profile={profile} seed={seed} device={dev} ({name}, {amp}), torch {torch.__version__}, "
               f"{torch.get_num_threads()} CPU threads")
     return dev

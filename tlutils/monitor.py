@@ -6,6 +6,7 @@ record them during :func:`tlutils.train.fit`.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Mapping
 
 import torch
@@ -75,15 +76,21 @@ def source_accuracy(model: nn.Module, source_head: nn.Module, data: Dataset | Da
 class GradNormMonitor(Callback):
     """Records per-block gradient norms at every step (before clipping).
 
-    ``self.steps`` is a list of dicts: ``{"step", "epoch", <block>: norm, "backbone": norm}``.
+    ``self.steps`` is a list of dicts: ``{"step", "epoch", <block>: norm, "backbone": norm}``,
+    finite only. A step whose gradients hold inf or NaN (with float16 mixed precision the
+    GradScaler skips that update) is not recorded there; its number goes to ``self.nonfinite``.
     """
 
     def __init__(self) -> None:
         self.steps: list[dict] = []
+        self.nonfinite: list[int] = []
 
     def on_after_backward(self, state: FitState) -> None:
         norms = grad_norms(state.model)
         norms["backbone"] = backbone_grad_norm(norms)
+        if not all(math.isfinite(v) for v in norms.values()):
+            self.nonfinite.append(state.step)
+            return
         self.steps.append({"step": state.step, "epoch": state.epoch, **norms})
 
     def series(self, key: str = "backbone") -> list[float]:

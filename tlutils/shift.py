@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from .train import get_device, make_loader, map_batches
+from .train import get_device, make_loader, map_batches, model_device
 
 
 # --------------------------------------------------------------------------- features
@@ -139,7 +139,7 @@ def adabn(model: nn.Module, data: Dataset | DataLoader, batch_size: int = 256,
     average over the data (momentum ``None``). Labels in ``data`` are ignored.
     Returns the adapted model (a copy unless ``inplace``), in eval mode.
     """
-    device = get_device(device)
+    device = model_device(model) if device is None else get_device(device)
     model = model if inplace else copy.deepcopy(model)
     model.to(device)
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -226,11 +226,11 @@ def luminance_fraction(weight: Tensor) -> Tensor:
 
     The colour-blind part is the average over the input channels (the same pattern on R, G
     and B, which responds to brightness only); the rest responds to colour differences.
-    Random filters give about 1/3; pure edge detectors in grey give 1.
+    Random filters give about 1/3; pure edge detectors in grey give 1. Returns a CPU tensor.
     """
     if weight.dim() != 4 or weight.shape[1] < 2:
         raise ValueError(f"expected a conv weight (out, channels >= 2, k, k), got shape {tuple(weight.shape)}")
-    w = weight.detach().double()
+    w = weight.detach().cpu().double()   # float64 for exact ratios; MPS has no float64
     grey = w.mean(1, keepdim=True).expand_as(w)
     return (grey.pow(2).sum((1, 2, 3)) / w.pow(2).sum((1, 2, 3)).clamp_min(1e-30)).float()
 
@@ -300,7 +300,7 @@ def severity_report(model: nn.Module, data, kind: str, severity: int, reference:
     shifted images, in [0, 1]), ``accuracy``, ``mmd2`` and, with ``probe_train``, ``probe_acc``.
     """
     from .world import apply_shift
-    device = get_device(device)
+    device = model_device(model) if device is None else get_device(device)
     raw, labels = _raw_of(data)
     shifted = apply_shift(raw, kind, severity, seed=seed)
     feats = _features_of(model, shifted, device)

@@ -16,6 +16,7 @@ network*, 100% before fine-tuning by construction; forgetting shows as it falls.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Sequence
@@ -56,11 +57,32 @@ def _reachable(host: str, timeout: float = 3.0) -> bool:
         return False
 
 
+def weights_url() -> str:
+    """Where torchvision's ImageNet ResNet-18 weights are downloaded from."""
+    from torchvision.models import ResNet18_Weights
+    return ResNet18_Weights.IMAGENET1K_V1.url
+
+
 def weights_file() -> Path:
     """Where torchvision caches the ImageNet ResNet-18 weights."""
-    from torchvision.models import ResNet18_Weights
-    url = ResNet18_Weights.IMAGENET1K_V1.url
-    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    return Path(torch.hub.get_dir()) / "checkpoints" / weights_url().rsplit("/", 1)[-1]
+
+
+def download(url: str, path: str | Path) -> Path:
+    """Download ``url`` to ``path``, creating its folder, and verify it.
+
+    torchvision names its weight files ``<name>-<first hex digits of their sha256>.pth``; the
+    download is checked against that prefix, and a file that does not match is deleted
+    (``RuntimeError``), so a broken download never sits in the cache.
+    """
+    name = url.rsplit("/", 1)[-1]
+    match = re.search(r"-([0-9a-f]{8,})\.", name)
+    if match is None:
+        raise ValueError(f"{name!r} carries no sha256 prefix (<name>-<hex digits>.<ext>) to verify the download with")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)   # a fresh machine has no hub folder yet
+    torch.hub.download_url_to_file(url, str(path), hash_prefix=match.group(1))
+    return path
 
 
 def default_root() -> Path:
@@ -141,7 +163,7 @@ def imagenet_resnet18(weights_path: str | Path | None = None) -> ImageNetResNet1
         path = weights_file()
         if not path.is_file():
             _require({"ResNet-18 ImageNet weights": _HOSTS["weights"]})
-            torch.hub.download_url_to_file(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url, str(path))
+            download(weights_url(), path)
     else:
         path = Path(weights_path)
         if not path.is_file():

@@ -7,7 +7,9 @@ per-epoch :class:`History`. Monitors plug in as :class:`Callback` objects.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import itertools
 import math
 import random
 import time
@@ -26,33 +28,84 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 # --------------------------------------------------------------------------- set-up helpers
 
 def get_device(prefer: torch.device | str | None = None) -> torch.device:
-    """The best available device: CUDA, then Apple MPS, then CPU (or ``prefer``, a name or a device)."""
+    """The device to use: ``prefer`` (a name or a device) if given, else CUDA if there is one, else the CPU.
+
+    Apple's MPS is used only when asked for (``"mps"``), never picked by itself: nothing in this
+    course is tested on it, it has no float64 and falls back to the CPU for some operations, and
+    the offline world's 32-pixel images train about as fast on a laptop CPU anyway.
+    """
     if prefer is not None:
         return torch.device(prefer)
     if torch.cuda.is_available():
         return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
     return torch.device("cpu")
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (or buffer); the CPU for a model with neither."""
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module, device: torch.device | str | None = None):
+    """Run a block with ``model`` in eval mode on ``device`` (default: where the model is).
+
+    Afterwards the model is back in its train/eval mode and on its own device: a helper that
+    only *reads* a model must not move the caller's model. Yields the device used.
+    """
+    home = model_device(model)
+    device = home if device is None else torch.device(device)
+    was_training = model.training
+    model.eval().to(device)
+    try:
+        yield device
+    finally:
+        model.to(home).train(was_training)
+
+
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
+    """Seed Python, NumPy and torch (all devices).
+
+    Same seed, same numbers holds on the CPU. On a GPU, runs with one seed still differ a
+    little: cuDNN picks its algorithms at run time, some backward kernels (e.g. of adaptive
+    average pooling) add in a varying order, and mixed precision rounds differently.
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
 def make_loader(data: Dataset | DataLoader, batch_size: int = 64, shuffle: bool = True,
-                seed: int = 0, sampler: Any = None) -> DataLoader:
-    """A DataLoader with a seeded shuffle (a DataLoader passed in is returned as is)."""
+                seed: int = 0, sampler: Any = None, pin_memory: bool = False) -> DataLoader:
+    """A DataLoader with a seeded shuffle (a DataLoader passed in is returned as is).
+
+    ``pin_memory`` puts each batch in page-locked memory, so that copying it to a CUDA GPU is
+    a fast transfer that can run while the CPU goes on (``x.to(device, non_blocking=True)``).
+    """
     if isinstance(data, DataLoader):
         return data
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     g = torch.Generator().manual_seed(seed)
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle and sampler is None,
-                      sampler=sampler, generator=g)
+                      sampler=sampler, generator=g, pin_memory=pin_memory)
+
+
+def amp_dtype(device: torch.device | str) -> torch.dtype:
+    """The autocast dtype ``fit(..., amp=True)`` uses on ``device``.
+
+    bfloat16 where the hardware has it (the CPU, NVIDIA GPUs from Ampere on): its range is
+    float32's, so gradients cannot overflow and no loss scaling is needed. float16 elsewhere
+    (older GPUs such as Colab's T4, Apple MPS), with a GradScaler on CUDA.
+    """
+    device = torch.device(device)
+    if device.type == "cpu":
+        return torch.bfloat16
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0):
+        return torch.bfloat16
+    return torch.float16
 
 
 def _check_lr(lr: float, what: str = "lr") -> None:
@@ -142,24 +195,22 @@ def evaluate(model: nn.Module, data: Dataset | DataLoader, batch_size: int = 512
     """Loss and accuracy of ``model`` on ``data`` in eval mode.
 
     With ``head``, the logits are ``head(model.forward_features(x))``: how the source
-    task is scored with its original classifier on a fine-tuned backbone. The
-    model's train/eval mode is restored afterwards.
+    task is scored with its original classifier on a fine-tuned backbone. Runs on
+    ``device`` (default: the model's own); the model's train/eval mode and device are
+    restored afterwards.
     """
-    device = get_device(device)
     loader = make_loader(data, batch_size, shuffle=False)
-    was_training = model.training
-    model.eval()
-    model.to(device)
-    if head is not None:
-        head.to(device).eval()
     total, correct, loss_sum = 0, 0, 0.0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        logits = head(model.forward_features(x)) if head is not None else model(x)
-        loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        total += len(y)
-    model.train(was_training)
+    with contextlib.ExitStack() as stack:
+        device = stack.enter_context(evaluating(model, device))
+        if head is not None:
+            stack.enter_context(evaluating(head, device))
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            logits = head(model.forward_features(x)) if head is not None else model(x)
+            loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            total += len(y)
     return {"loss": loss_sum / max(total, 1), "acc": correct / max(total, 1)}
 
 
@@ -174,7 +225,8 @@ def fit(model: nn.Module, train_data: Dataset | DataLoader,
         batch_size: int = 64, sampler: Any = None,
         callbacks: Iterable[Callback] = (),
         restore_best: bool = False, patience: int | None = None,
-        device: torch.device | str | None = None, amp: bool | None = None,
+        device: torch.device | str | None = None, amp: bool | torch.dtype | None = None,
+        stop_on_nonfinite: bool = True,
         seed: int = 0, progress: bool = True, desc: str = "fit") -> History:
     """Train ``model`` and return its per-epoch :class:`History`.
 
@@ -189,8 +241,16 @@ def fit(model: nn.Module, train_data: Dataset | DataLoader,
         penalty: a function of the model added to the loss (e.g. :class:`L2SP`).
         restore_best: reload the weights of the epoch with the best ``val_acc``.
         patience: stop after this many epochs without a better ``val_acc``.
-        amp: mixed precision; defaults to on for CUDA, off elsewhere.
-        seed: seeds the shuffling order, so equal seeds give equal runs.
+        device: where to train (default: :func:`get_device`, CUDA if there is one); the model
+            is moved there and stays there.
+        amp: mixed precision: ``True`` autocasts to :func:`amp_dtype` (bfloat16 where the device
+            has it, else float16), a dtype forces that one; defaults to on for CUDA, off elsewhere.
+            float16 comes with a GradScaler: steps whose gradients overflow are skipped, and
+            counted in each history row's ``skipped_steps``.
+        stop_on_nonfinite: raise ``FloatingPointError`` as soon as the training loss is NaN or
+            infinite, before the optimizer steps with it (the default); ``False`` trains on.
+        seed: seeds the shuffling order, so equal seeds give equal runs (on the CPU: see
+            :func:`seed_everything`).
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
@@ -211,9 +271,12 @@ def fit(model: nn.Module, train_data: Dataset | DataLoader,
         raise ValueError("nothing to train: no parameter has requires_grad=True")
     if clip_grad_norm is not None and clip_grad_norm <= 0:
         raise ValueError(f"clip_grad_norm must be positive, got {clip_grad_norm}")
+    if not (amp is None or isinstance(amp, bool) or amp in (torch.float16, torch.bfloat16)):
+        raise ValueError(f"amp must be True, False, None, torch.float16 or torch.bfloat16, got {amp!r}")
 
     device = get_device(device)
     amp = (device.type == "cuda") if amp is None else amp
+    dtype = amp if isinstance(amp, torch.dtype) else amp_dtype(device) if amp else None
     model.to(device)
     if optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(groups, momentum=momentum, weight_decay=weight_decay)
@@ -222,10 +285,12 @@ def fit(model: nn.Module, train_data: Dataset | DataLoader,
     else:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose 'sgd' or 'adam'")
     base_lrs = [g["lr"] for g in opt.param_groups]
-    loader = make_loader(train_data, batch_size, shuffle=True, seed=seed, sampler=sampler)
+    pinned = device.type == "cuda"
+    loader = make_loader(train_data, batch_size, shuffle=True, seed=seed, sampler=sampler, pin_memory=pinned)
     total_steps = epochs * len(loader)
     lr_factor(schedule, 0, total_steps)  # validates the schedule name early
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")
+    # float16's range is small: scale the loss so gradients do not underflow, skip steps that overflow
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     callbacks = list(callbacks)
     state = FitState(model, opt, device, total_steps)
     best_acc, best_state, since_best = -1.0, None, 0
@@ -237,26 +302,40 @@ def fit(model: nn.Module, train_data: Dataset | DataLoader,
         state.epoch = epoch
         model.train()
         t0 = time.perf_counter()
-        seen, correct, loss_sum = 0, 0, 0.0
+        seen, correct, loss_sum, skipped = 0, 0, 0.0, 0
         for x, y in loader:
             factor = lr_factor(schedule, state.step, total_steps, warmup_steps)
             for g, base in zip(opt.param_groups, base_lrs):
                 g["lr"] = base * factor
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast(device.type, enabled=amp):
+            # pinned batches copy while the CPU goes on queueing the forward pass
+            x, y = x.to(device, non_blocking=pinned), y.to(device, non_blocking=pinned)
+            with torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
                 logits = model(x)
-                loss = nn.functional.cross_entropy(logits, y)
+                loss = nn.functional.cross_entropy(logits.float(), y)
                 total = loss + penalty(model) if penalty is not None else loss
+            state.loss = loss.item()
+            if stop_on_nonfinite and not math.isfinite(state.loss):
+                raise FloatingPointError(
+                    f"fit stopped: the training loss is {state.loss} at step {state.step} (epoch {epoch + 1}), "
+                    "before any update with it. Lower the learning rate or clip the gradients "
+                    "(clip_grad_norm=...), or pass stop_on_nonfinite=False to train on.")
             opt.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()
-            scaler.unscale_(opt)
+            if scaler is None:
+                total.backward()
+            else:
+                scaler.scale(total).backward()
+                scaler.unscale_(opt)   # callbacks and clipping see the true gradients
             for cb in callbacks:
                 cb.on_after_backward(state)
             if clip_grad_norm is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
-            scaler.step(opt)
-            scaler.update()
-            state.loss = loss.item()
+            if scaler is None:
+                opt.step()
+            else:
+                scale = scaler.get_scale()
+                scaler.step(opt)       # skipped if a gradient is inf/NaN ...
+                scaler.update()        # ... and then the scale is lowered
+                skipped += int(scaler.get_scale() < scale)
             loss_sum += state.loss * len(y)
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(y)
@@ -265,7 +344,7 @@ def fit(model: nn.Module, train_data: Dataset | DataLoader,
             state.step += 1
         row: dict = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
                      "train_acc": correct / max(seen, 1), "lr": opt.param_groups[0]["lr"],
-                     "time": time.perf_counter() - t0}
+                     "skipped_steps": skipped, "time": time.perf_counter() - t0}
         if val_data is not None:
             ev = evaluate(model, val_data, device=device)
             row["val_loss"], row["val_acc"] = ev["loss"], ev["acc"]
@@ -310,7 +389,10 @@ class L2SP:
             if not p.requires_grad:
                 continue
             if n in self.reference:
-                sp = sp + (p - self.reference[n].to(p.device)).pow(2).sum()
+                ref = self.reference[n]
+                if ref.device != p.device:   # moved once, not copied at every step
+                    ref = self.reference[n] = ref.to(p.device)
+                sp = sp + (p - ref).pow(2).sum()
             else:
                 other = other + p.pow(2).sum()
         return 0.5 * self.alpha * sp + 0.5 * self.beta * other
@@ -470,18 +552,14 @@ def balanced_sampler(data_or_targets: Dataset | Sequence[int] | Tensor, num_samp
 @torch.no_grad()
 def map_batches(model: nn.Module, data: Dataset | DataLoader, fn: Callable[[Tensor], Any], batch_size: int = 512,
                 device: torch.device | str | None = None) -> tuple[list, Tensor]:
-    """``fn(x)`` for every batch of ``data`` in order, with ``model`` on ``device`` in eval mode and
-    no gradients, and all the labels. The model's train/eval mode is restored afterwards."""
-    device = get_device(device)
-    was_training = model.training
-    model.eval().to(device)
+    """``fn(x)`` for every batch of ``data`` in order, with ``model`` in eval mode on ``device``
+    (default: the model's own) and no gradients, and all the labels. The model's train/eval
+    mode and device are restored afterwards."""
     outs, labels = [], []
-    try:
+    with evaluating(model, device) as device:
         for x, y in make_loader(data, batch_size, shuffle=False):
             outs.append(fn(x.to(device)))
             labels.append(y)
-    finally:
-        model.train(was_training)
     return outs, torch.cat(labels)
 
 
