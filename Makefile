@@ -1,6 +1,6 @@
 # Transfer Learning, hands-on: one entry point for learners, instructors and CI.
 #   make book    install everything and build the website into _build/html (full profile)
-#   make test    install everything and run the test suite (labs in the ci profile)
+#   make test    install everything and run the test suite (the full book, and the labs in the ci profile)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
