@@ -20,6 +20,7 @@ import nbformat
 import pytest
 
 from tlutils import grading as g
+from tlutils.grading import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "toy_lab.ipynb"
@@ -205,7 +206,7 @@ def test_non_notebooks_score_zero_before_anything_runs(tmp_path, content):
 
 
 def test_oversized_submissions_are_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(g, "MAX_SUBMISSION_BYTES", 100)
+    monkeypatch.setattr(runner, "MAX_SUBMISSION_BYTES", 100)
     path = tmp_path / "s" / "toy_lab.ipynb"
     path.parent.mkdir()
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1\n" * 50)]), str(path))
@@ -232,7 +233,7 @@ def test_each_grading_run_gets_one_thread_count(tmp_path, monkeypatch):
         seen.update(env)
         raise Stop
 
-    monkeypatch.setattr(g.subprocess, "Popen", popen)
+    monkeypatch.setattr(runner.subprocess, "Popen", popen)
     monkeypatch.setenv("MKL_NUM_THREADS", "8")
     path = tmp_path / "s" / "toy_lab.ipynb"
     path.parent.mkdir()
