@@ -11,6 +11,7 @@ from .book import EDITIONS, stage_book
 from .leaks import find_leaks
 from .masters import GradingError, _default_root, assignment_masters, lint_master
 from .runner import DEFAULT_TIMEOUT_S, DEFAULT_WORKERS, grade
+from .sandbox import Limits
 
 _DESCRIPTION = "Graded exercises with otter-grader: assignments, the book's two editions, grading, leak checks."
 
@@ -26,13 +27,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = sp.add_parser("stage-book", help="copy the book sources with student (or instructor) labs")
     s.add_argument("--edition", choices=EDITIONS, default="student")
     s.add_argument("--dest", type=Path, default=None, help="default _build/src/<edition>")
-    g = sp.add_parser("grade", help="grade SUBMISSIONS/<student>/<lab>.ipynb into grades.csv")
+    g = sp.add_parser("grade", help="grade SUBMISSIONS/<student>/<lab>.ipynb (or, with --lab, SUBMISSIONS/<student>.ipynb) "
+                                    "into grades.csv, each in a sandbox")
     g.add_argument("submissions", type=Path)
     g.add_argument("--out", type=Path, default=None, help="default build/grades")
     g.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per submission (default 600)")
     g.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="parallel submissions (default 2)")
     g.add_argument("--profile", choices=("ci", "full"), default="ci", help="TLUTILS_PROFILE for the runs")
     g.add_argument("--keep-work", action="store_true", help="keep each submission's work folder")
+    g.add_argument("--lab", default=None, help="grade this lab only; SUBMISSIONS may then be a flat folder of <student>.ipynb")
+    g.add_argument("--no-sandbox", action="store_true",
+                   help="run student code without a sandbox, with your rights (only where none can be had)")
+    g.add_argument("--memory-gb", type=float, default=Limits.memory_gb, help="memory of each sandboxed process (default 4)")
+    g.add_argument("--processes", type=int, default=Limits.processes,
+                   help="processes and threads of one submission (default 256)")
     c = sp.add_parser("check-leaks", help="fail if a built site shows solution or hidden-test text")
     c.add_argument("html_dir", type=Path)
     li = sp.add_parser("lint", help="check that lab masters follow the course's exercise format")
@@ -50,9 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(stage_book(args.edition, root=args.root, dest=args.dest))
         elif args.cmd == "grade":
             out = args.out if args.out is not None else _default_root(args.root) / "build" / "grades"
-            rows = grade(args.submissions, out, timeout=args.timeout, workers=args.workers,
-                         profile=args.profile, root=args.root, keep_work=args.keep_work)
-            print(f"{len(rows)} submissions graded: {out / 'grades.csv'}")
+            limits = Limits(memory_gb=args.memory_gb, processes=args.processes, cpu_s=max(args.timeout * 2, 60))
+            rows = grade(args.submissions, out, timeout=args.timeout, workers=args.workers, profile=args.profile,
+                         root=args.root, keep_work=args.keep_work, sandbox=not args.no_sandbox, limits=limits,
+                         lab=args.lab)
+            print(f"{len(rows)} submissions graded ({'no sandbox' if args.no_sandbox else 'each in a sandbox'}): "
+                  f"{out / 'grades.csv'}, per question: {out / 'summary.csv'}")
         elif args.cmd == "check-leaks":
             leaks = find_leaks(args.html_dir, root=args.root)
             for lk in leaks:
