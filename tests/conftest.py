@@ -17,5 +17,5 @@ def pytest_collection_modifyitems(config, items):
         params = getattr(getattr(item, "callspec", None), "params", {})
         if module == "test_labs" and "nb" in params:
             item.add_marker(pytest.mark.xdist_group(f"lab-{params['nb'].stem}"))
-        elif module in ("test_book", "test_grading"):
+        elif module in ("test_book", "test_grading", "test_grading_hostile"):
             item.add_marker(pytest.mark.xdist_group(module))

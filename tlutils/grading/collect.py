@@ -68,6 +68,9 @@ def main(argv: list[str]) -> int:
     except BaseException as e:  # a dead kernel, a notebook nbclient cannot run
         info["error"] = (type(e).__name__ + ": " + str(e))[:2000]
         traceback.print_exc()
+    import resource
+    info["cpu_s"] = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+                        for f in ("ru_utime", "ru_stime"))  # the notebook's CPU seconds, for the timing figures
     (out / "run.json").write_text(json.dumps(info))
     return 0
 

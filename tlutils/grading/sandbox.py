@@ -36,14 +36,16 @@ _uid_lock = threading.Lock()
 class Limits:
     """Resource limits of one sandboxed run (each process: memory, CPU; the run: processes)."""
 
-    memory_gb: float = 4.0          # address space of each process
+    memory_gb: float = 4.0          # memory (private writable data, RLIMIT_DATA) of each process
     processes: int = 256            # processes and threads of the run
     cpu_s: float = 1800.0           # CPU seconds of each process
     file_mb: float = 1000.0         # largest file a process may write
     open_files: int = 1024
+    tmp_mb: float = 1024.0          # the private /tmp and /dev/shm (memory-backed), each
 
     def __post_init__(self) -> None:
-        if not (self.memory_gb > 0 and self.processes > 0 and self.cpu_s > 0 and self.file_mb > 0 and self.open_files > 0):
+        if not (self.memory_gb > 0 and self.processes > 0 and self.cpu_s > 0 and self.file_mb > 0 and self.open_files > 0
+                and self.tmp_mb > 0):
             raise ValueError(f"every limit must be positive: {self}")
 
 
@@ -99,20 +101,23 @@ def _hidden_and_visible() -> tuple[list[str], list[str]]:
 def wrap(cmd: list[str], box: Path, limits: Limits, sandbox: bool) -> list[str]:
     """``cmd`` inside a sandbox whose writable scratch folder is ``box`` (seen as :data:`INNER_BOX`),
     under ``limits``; with ``sandbox=False`` only the limits apply (when ``prlimit`` exists)."""
-    rl = [f"--as={int(limits.memory_gb * 2**30)}", f"--cpu={int(limits.cpu_s)}",
+    rl = [f"--data={int(limits.memory_gb * 2**30)}", f"--cpu={int(limits.cpu_s)}",
           f"--fsize={int(limits.file_mb * 2**20)}", f"--nofile={limits.open_files}"]
     if not sandbox:
         return (["prlimit", *rl, "--"] if shutil.which("prlimit") else []) + cmd
     hide, show = _hidden_and_visible()
     args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    for h in hide:
-        args += ["--tmpfs", h]
+    for h in hide:  # empty, and too small to fill the memory with
+        args += ["--size", str(2**20), "--tmpfs", h]
     for s in show:  # bwrap would create the folders above a mount point readable by root only
         parents = [str(q) for q in reversed(Path(s).parents) if len(q.parts) > 2]
         for q in parents:
             args += ["--perms", "0755", "--dir", q]
         args += ["--ro-bind", s, s]
-    args += ["--tmpfs", "/dev/shm", "--tmpfs", "/tmp", "--bind", str(box), INNER_BOX, "--chdir", INNER_BOX,
+    tmp_size = str(int(limits.tmp_mb * 2**20))
+    args += ["--perms", "1777", "--size", tmp_size, "--tmpfs", "/dev/shm",
+             "--perms", "1777", "--size", tmp_size, "--tmpfs", "/tmp",
+             "--bind", str(box), INNER_BOX, "--chdir", INNER_BOX,
              "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
              "--die-with-parent", "--new-session"]
     if os.geteuid() == 0:
