@@ -396,7 +396,8 @@ def _run_one(sub: Submission, lab: _Lab, timeout: float, profile: str, output_ca
                 row.notes.append(f"{q} {score:g}/{row.possible[q]:g}: "
                                  f"{_short(_first_failure(failures[0]) if failures else 'a test failed', 120)}")
             tests.append({"name": q, "score": score, "max_score": row.possible[q], "output": "\n\n".join(failures)})
-        row.results = {"score": row.total, "tests": tests, "mode": row.mode, "collect_cpu_s": run.get("cpu_s")}
+        row.results = {"score": row.total, "tests": tests, "mode": row.mode, "collect_cpu_s": run.get("cpu_s"),
+                       "check_cpu_s": checked.get("_cpu_s")}
         errors = run.get("cell_errors")
         if run.get("error"):
             row.notes.append(_short(str(run["error"]), 160))
