@@ -111,8 +111,10 @@ for i in range(100):
     open(f"/tmp/{MARK}-{{i}}", "w").write("x")
 open("big.bin", "wb").write(b"z" * 50_000_000)   # over the 20 MB file limit
 """) + ANSWER_Q1
+    link = f"import os, shutil\nshutil.rmtree('out')\nos.symlink({targets['submissions']!r}, 'out')\n" + ANSWER_Q1
     return {
         "forger": (forge, (0, 0, 0), "q1 0/1"),
+        "linker": (link, (0, 0, 0), "exported no answers"),
         "writer": (write + ANSWER_Q1, (1, 0, 0), "q2 0/2"),
         "leaver": (leave + ANSWER_Q1, (1, 0, 0), "q2 0/2"),
         "hog": (memory, (0, 0, 0), "raised MemoryError"),

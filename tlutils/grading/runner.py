@@ -297,7 +297,10 @@ def _run_step(cmd: list[str], box: Path, env: dict, timeout: float, log: Path, o
 
 
 def _plain_file(path: Path, limit: int) -> bool:
-    return path.is_file() and not path.is_symlink() and path.stat().st_size <= limit
+    """A regular file no larger than ``limit`` in a folder that is not a link (a submission may
+    replace its ``out`` folder with a link to anywhere)."""
+    return (not path.parent.is_symlink() and path.parent.is_dir() and path.is_file() and not path.is_symlink()
+            and path.stat().st_size <= limit)
 
 
 def _run_one(sub: Submission, lab: _Lab, timeout: float, profile: str, output_cap: int,
