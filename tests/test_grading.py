@@ -488,3 +488,25 @@ def test_twenty_honest_submissions_with_two_workers_score_as_alone(toy_lab, toy_
                          verbose=False)
         assert row.scores == expected[student]
         shutil.rmtree(alone_dir / student)
+
+
+@pytest.mark.notebook
+def test_a_test_that_calls_the_students_function_runs_inside_and_says_so(tmp_path):
+    nb = nbformat.read(str(FIXTURE), as_version=4)
+    i = next(i for i, c in enumerate(nb.cells) if "def test_q2_right_layer" in c.source)
+    nb.cells[i].source = ("# HIDDEN\ndef test_q2_calls(freeze_first_layer, model):\n    import copy\n"
+                          "    m = freeze_first_layer(copy.deepcopy(model))\n"
+                          "    assert not any(p.requires_grad for p in m[0].parameters()), 'the first layer still learns'\n"
+                          "test_q2_calls(freeze_first_layer, model)")
+    root = tmp_path / "repo"
+    (root / "labs").mkdir(parents=True)
+    nbformat.write(nb, str(root / "labs" / "toy_lab.ipynb"))
+    lab = g.assign(root=root)["toy_lab"]
+    assert g._load_lab(root / "labs" / "toy_lab.ipynb", root / "build" / "assign").inkernel == {"q2": ["freeze_first_layer"]}
+    put(tmp_path / "subs", "alice", "toy_lab", nbformat.read(str(lab.autograder_notebook), as_version=4))
+    put(tmp_path / "subs", "bob", "toy_lab", with_answers(lab, {"q1", "q3"}))
+    rows = {r.student: r for r in g.grade(tmp_path / "subs", tmp_path / "out", root=root, sandbox=SANDBOX,
+                                          timeout=GRADING_TIMEOUT_S, verbose=False)}
+    assert rows["alice"].scores == POINTS and rows["bob"].scores == {"q1": 1.0, "q2": 0.0, "q3": 1.0}
+    for row in rows.values():
+        assert "q2: checked inside the submission (its test calls the student's freeze_first_layer)" in "; ".join(row.notes)
