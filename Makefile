@@ -10,8 +10,9 @@ JB     := $(VENV)/bin/jupyter-book
 TORCH  := torch==2.14.1 torchvision==0.29.1
 SUBMISSIONS ?= submissions
 GRADE_ARGS  ?=
+LAB         ?=
 
-.PHONY: setup book book-ci book-instructor test test-fast assign grade pretrain bench clean
+.PHONY: setup sandbox-tools book book-ci book-instructor test test-fast assign grade pretrain bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +21,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-setup: $(VENV)/.installed
+# The grading sandbox (bubblewrap): installed where it can be (root with apt-get); elsewhere
+# `make grade` refuses and says how to get it (or pass GRADE_ARGS=--no-sandbox).
+sandbox-tools:
+	@if ! command -v bwrap >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && apt-get install -y -qq bubblewrap; fi
+
+setup: $(VENV)/.installed sandbox-tools
 
 # The website shows the labs' student versions: lab masters are swapped for otter's student
 # notebooks in a staged copy of the sources (_build/src/student), and the built site is checked
@@ -54,7 +61,7 @@ assign: setup
 	$(PY) -m tlutils.grading assign
 
 grade: setup
-	$(PY) -m tlutils.grading grade $(SUBMISSIONS) $(GRADE_ARGS)
+	$(PY) -m tlutils.grading grade $(SUBMISSIONS) $(if $(LAB),--lab $(LAB)) $(GRADE_ARGS)
 
 pretrain: setup
 	$(PY) -m tlutils.pretrain

@@ -20,12 +20,14 @@ import nbformat
 import pytest
 
 from tlutils import grading as g
+from tlutils.grading import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "toy_lab.ipynb"
 POINTS = {"q1": 1.0, "q2": 2.0, "q3": 1.0}
 REAL_LABS = g.assignment_masters(ROOT / "labs")
-GRADING_TIMEOUT_S = 30.0  # the toy lab grades in ~5-10 s; the endless submission is stopped here
+GRADING_TIMEOUT_S = 60.0  # the toy lab grades in ~10-20 s; the endless submission is stopped here
+SANDBOX = g.sandbox_problem() is None  # grade in the sandbox wherever there is one (the hostile suite needs it)
 
 TOY_CONFIG = """\
 title: "Toy book"
@@ -191,6 +193,71 @@ def test_submission_naming(tmp_path):
     assert len(warnings) == 2 and all("<student>/<lab>.ipynb" in w for w in warnings)
 
 
+def test_flat_folder_of_one_lab(tmp_path):
+    put(tmp_path, "alice", "toy_lab", text="{}")        # <student>/<lab>.ipynb still works
+    (tmp_path / "bob.ipynb").write_text("{}")             # a learning-management system's export
+    (tmp_path / "carol.ipynb").write_text("{}")
+    put(tmp_path, "dave", "other_lab", text="{}")         # another lab: not this run's
+    subs, warnings = g.discover_submissions(tmp_path, lab="toy_lab")
+    assert [(s.student, s.lab) for s in subs] == [("alice", "toy_lab"), ("bob", "toy_lab"), ("carol", "toy_lab")]
+    assert len(warnings) == 1 and "dave" in warnings[0] and "--lab toy_lab" in warnings[0]
+    with pytest.raises(g.GradingError, match="no lab named 'nope'"):
+        g.grade(tmp_path, tmp_path / "out", root=tmp_path, lab="nope", sandbox=False)
+
+
+def test_summary_counts_full_marks_per_question():
+    rows = [g.GradeRow("a", "lab", {"q1": 1.0, "q2": 0.5}, {"q1": 1.0, "q2": 2.0}),
+            g.GradeRow("b", "lab", {"q1": 0.0, "q2": 2.0}, {"q1": 1.0, "q2": 2.0}),
+            g.GradeRow("c", "lab", status="unknown lab")]
+    assert g.question_summary(rows) == [
+        {"lab": "lab", "question": "q1", "points": 1.0, "submissions": 2, "mean": 0.5, "full_marks": 1},
+        {"lab": "lab", "question": "q2", "points": 2.0, "submissions": 2, "mean": 1.25, "full_marks": 1}]
+
+
+def test_answers_cross_the_sandbox_as_plain_data_only(tmp_path):
+    import math
+
+    import torch
+    from torch import nn
+
+    from tlutils.grading import plaindata
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    for p in model[0].parameters():
+        p.requires_grad_(False)
+    env = {"model": model, "groups": [{"params": list(model[2].parameters()), "lr": 0.05}],
+           "acc": {10: {"full": 0.5}}, "pair": (1, "a"), "blank": ..., "nan": math.nan, "x": torch.arange(3),
+           "fn": lambda v: v, "dev": torch.device("cpu"), "dt": torch.float32}
+
+    class Mine(nn.Module):
+        pass
+    env["mine"] = Mine()
+    problems = plaindata.export_values(env, [*env, "missing"], tmp_path)
+    assert set(problems) == {"fn", "mine", "missing"}
+    assert "defined in the notebook" in problems["fn"] and "Mine" in problems["mine"]
+    assert "not defined" in problems["missing"]
+    got, problems = plaindata.load_values(tmp_path)
+    m = got["model"]
+    assert type(m) is nn.Sequential and not any(p.requires_grad for p in m[0].parameters())
+    assert all(p.requires_grad for p in m[2].parameters())
+    assert torch.equal(m(torch.ones(1, 4)), model(torch.ones(1, 4)))
+    assert got["groups"][0]["params"][0] is m[2].weight  # shared tensors stay shared
+    assert got["acc"] == {10: {"full": 0.5}} and got["pair"] == (1, "a") and got["blank"] is Ellipsis
+    assert math.isnan(got["nan"]) and torch.equal(got["x"], torch.arange(3)) and got["dt"] is torch.float32
+    # data that names anything but torch's, numpy's or tlutils' own classes is refused
+    for ref in ("os:system", "builtins:eval", "tlutils.grading.runner:grade", "subprocess:Popen"):
+        (tmp_path / "values.json").write_text(json.dumps({"values": {"v": {"__global__": ref},
+                                                                     "o": {"__object__": ref, "key": "o0", "attrs": []}}}))
+        got, problems = plaindata.load_values(tmp_path)
+        assert got == {} and set(problems) == {"v", "o"}, ref
+
+
+def test_tests_that_call_student_functions_are_marked(tmp_path):
+    lab = g._load_lab(FIXTURE, tmp_path / "assign")
+    assert lab.inkernel == {} and "freeze_first_layer" not in lab.names
+    assert set(lab.names) == {"n_params", "frozen", "acc", "preds", "labels"}
+
+
 @pytest.mark.parametrize("content", [b"", b"\x80\xff not text", b"[]", b"{}", b'{"cells": "nope"}',
                                      b'{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": "nope"}',
                                      b"{" * 64])
@@ -205,7 +272,7 @@ def test_non_notebooks_score_zero_before_anything_runs(tmp_path, content):
 
 
 def test_oversized_submissions_are_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(g, "MAX_SUBMISSION_BYTES", 100)
+    monkeypatch.setattr(runner, "MAX_SUBMISSION_BYTES", 100)
     path = tmp_path / "s" / "toy_lab.ipynb"
     path.parent.mkdir()
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1\n" * 50)]), str(path))
@@ -232,7 +299,7 @@ def test_each_grading_run_gets_one_thread_count(tmp_path, monkeypatch):
         seen.update(env)
         raise Stop
 
-    monkeypatch.setattr(g.subprocess, "Popen", popen)
+    monkeypatch.setattr(runner.subprocess, "Popen", popen)
     monkeypatch.setenv("MKL_NUM_THREADS", "8")
     path = tmp_path / "s" / "toy_lab.ipynb"
     path.parent.mkdir()
@@ -261,13 +328,16 @@ def graded(toy_repo, toy_lab, tmp_path_factory):
             "os.write(1, b'y' * 3_000_000)"
     put(subs, "grace", lab, with_answers(toy_lab, replace={"q1": flood}))                    # prints megabytes
     vandal = ("import glob, os\n"
-              f"for z in glob.glob({str(toy_repo / 'build' / 'assign')!r} + '/**/*.zip', recursive=True):\n"
-              "    open(z, 'wb').write(b'junk')\n"
-              f"os.makedirs({str(out)!r}, exist_ok=True)\n"
-              f"open({str(out / 'grades.csv')!r}, 'w').write('pwned')\n"
+              "try:\n"
+              f"    for z in glob.glob({str(toy_repo / 'build' / 'assign')!r} + '/**/*.zip', recursive=True):\n"
+              "        open(z, 'wb').write(b'junk')\n"
+              f"    os.makedirs({str(out)!r}, exist_ok=True)\n"
+              f"    open({str(out / 'grades.csv')!r}, 'w').write('pwned')\n"
+              "except OSError as e:\n"
+              "    print('refused', e)\n"
               "n_params = tlutils.freeze.count_parameters(model)")
     put(subs, "heidi", lab, with_answers(toy_lab, replace={"q1": vandal}))                   # attacks the grader
-    rows = g.grade(subs, out, timeout=GRADING_TIMEOUT_S, workers=2, root=toy_repo)
+    rows = g.grade(subs, out, timeout=GRADING_TIMEOUT_S, workers=2, root=toy_repo, sandbox=SANDBOX)
     with (out / "grades.csv").open() as f:
         table = {r["student"]: r for r in csv.DictReader(f)}
     return {"rows": {r.student: r for r in rows}, "table": table, "out": out}
@@ -303,7 +373,8 @@ def test_partial_answers_score_exactly_their_points(graded):
 def test_one_grading_run_survives_bad_submissions(graded, toy_repo):
     table, out = graded["table"], graded["out"]
     header = next(csv.reader((out / "grades.csv").open()))
-    assert header == ["student", "lab", "q1", "q2", "q3", "total", "possible", "status", "seconds", "notes"]
+    assert header == ["student", "lab", "q1", "q2", "q3", "total", "possible", "status", "mode", "seconds", "notes"]
+    assert {r["mode"] for r in table.values()} == {"sandbox" if SANDBOX else "no sandbox"}
     assert sorted(table) == ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"]
     expected = {  # student: (q1, q2, q3, total), status, a phrase of the notes
         "alice": ((1, 2, 1, 4), "graded", ""),
@@ -324,9 +395,14 @@ def test_one_grading_run_survives_bad_submissions(graded, toy_repo):
     assert "pwned" not in (out / "grades.csv").read_text()
     assert float(table["dave"]["seconds"]) < GRADING_TIMEOUT_S + 30
     assert (out / "grace" / "toy_lab" / "log.txt").stat().st_size <= g.DEFAULT_OUTPUT_CAP
-    # The vandal spoiled the zip on disk; the next run notices and rebuilds it.
+    # Without a sandbox the vandal spoils the zip on disk; the next run notices and rebuilds it.
     lab = g._load_lab(toy_repo / "labs" / "toy_lab.ipynb", toy_repo / "build" / "assign")
     assert lab.points == POINTS
+    summary = list(csv.DictReader((out / "summary.csv").open()))
+    assert [(s["question"], s["points"], s["submissions"]) for s in summary] == [("q1", "1", "8"), ("q2", "2", "8"),
+                                                                                  ("q3", "1", "8")]
+    full = {s["question"]: int(s["full_marks"]) for s in summary}
+    assert full == {q: sum(float(r[q]) == POINTS[q] for r in table.values()) for q in POINTS}
 
 
 @pytest.fixture(scope="module")
@@ -345,7 +421,7 @@ def real_labs_graded(tmp_path_factory) -> dict:
     # under pytest-xdist another worker already keeps the second core busy
     workers = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
     rows = g.grade(subs, tmp / "grades", masters=REAL_LABS, assign_dir=tmp / "assign", root=ROOT,
-                   workers=workers)
+                   workers=workers, sandbox=SANDBOX)
     return {r.lab: r for r in rows}
 
 
@@ -387,3 +463,50 @@ def test_default_book_has_no_solutions_and_instructor_edition_does(toy_repo):
     html_i = build_book(instructor_src, toy_repo / "_build" / "instructor")
     kinds = {lk.kind for lk in g.find_leaks(html_i, root=toy_repo)}
     assert kinds == {"solution"}, "the instructor edition shows solutions but never hidden tests"
+
+
+# --------------------------------------------------------------------------- parallel = alone (slow)
+
+@pytest.mark.notebook
+def test_twenty_honest_submissions_with_two_workers_score_as_alone(toy_lab, toy_repo, tmp_path):
+    import itertools
+
+    subsets = [set(c) for k in range(4) for c in itertools.combinations(POINTS, k)]  # 8 ways to answer
+    subs = tmp_path / "class"
+    expected = {}
+    for i in range(20):
+        solved = subsets[i % len(subsets)]
+        put(subs, f"s{i:02d}", "toy_lab", with_answers(toy_lab, solved))
+        expected[f"s{i:02d}"] = {q: (POINTS[q] if q in solved else 0.0) for q in POINTS}
+    together = g.grade(subs, tmp_path / "together", workers=2, root=toy_repo, sandbox=SANDBOX, verbose=False)
+    assert {r.student: r.scores for r in together} == expected
+    assert all(r.status == "graded" for r in together), [r.notes for r in together if r.status != "graded"]
+    alone_dir = tmp_path / "alone"
+    for student in ("s03", "s07", "s12"):  # a few, one by one
+        shutil.copytree(subs / student, alone_dir / student)
+        (row,) = g.grade(alone_dir, tmp_path / f"alone-{student}", workers=1, root=toy_repo, sandbox=SANDBOX,
+                         verbose=False)
+        assert row.scores == expected[student]
+        shutil.rmtree(alone_dir / student)
+
+
+@pytest.mark.notebook
+def test_a_test_that_calls_the_students_function_runs_inside_and_says_so(tmp_path):
+    nb = nbformat.read(str(FIXTURE), as_version=4)
+    i = next(i for i, c in enumerate(nb.cells) if "def test_q2_right_layer" in c.source)
+    nb.cells[i].source = ("# HIDDEN\ndef test_q2_calls(freeze_first_layer, model):\n    import copy\n"
+                          "    m = freeze_first_layer(copy.deepcopy(model))\n"
+                          "    assert not any(p.requires_grad for p in m[0].parameters()), 'the first layer still learns'\n"
+                          "test_q2_calls(freeze_first_layer, model)")
+    root = tmp_path / "repo"
+    (root / "labs").mkdir(parents=True)
+    nbformat.write(nb, str(root / "labs" / "toy_lab.ipynb"))
+    lab = g.assign(root=root)["toy_lab"]
+    assert g._load_lab(root / "labs" / "toy_lab.ipynb", root / "build" / "assign").inkernel == {"q2": ["freeze_first_layer"]}
+    put(tmp_path / "subs", "alice", "toy_lab", nbformat.read(str(lab.autograder_notebook), as_version=4))
+    put(tmp_path / "subs", "bob", "toy_lab", with_answers(lab, {"q1", "q3"}))
+    rows = {r.student: r for r in g.grade(tmp_path / "subs", tmp_path / "out", root=root, sandbox=SANDBOX,
+                                          timeout=GRADING_TIMEOUT_S, verbose=False)}
+    assert rows["alice"].scores == POINTS and rows["bob"].scores == {"q1": 1.0, "q2": 0.0, "q3": 1.0}
+    for row in rows.values():
+        assert "q2: checked inside the submission (its test calls the student's freeze_first_layer)" in "; ".join(row.notes)

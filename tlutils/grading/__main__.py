@@ -1,0 +1,6 @@
+"""``python -m tlutils.grading ...``"""
+import sys
+
+from .cli import main
+
+sys.exit(main())

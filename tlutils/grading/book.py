@@ -1,0 +1,101 @@
+"""The book's editions (stage-book): the sources copied with student or instructor labs."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import yaml
+
+from .assign import instructor_notebook, student_notebook
+from .masters import _SKIP_DIRS, GradingError, _default_root, assignment_masters
+
+EDITIONS = ("student", "instructor")
+
+# Book sources staged besides what _toc.yml and _config.yml name (missing ones are skipped).
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "intro.md", "references.bib", "chapters", "labs",
+                "_static", "images", "figures", "assets")
+_STAGE_SKIP_FILES = {".OTTER_LOG"}
+_BUILD_DIRS = ("_build", "_build_ci", "build")
+
+
+def _toc_files(toc: Any) -> list[str]:
+    """Every ``file``/``root`` entry of a Jupyter Book ``_toc.yml`` (extension-less), recursively."""
+    found: list[str] = []
+    if isinstance(toc, dict):
+        for key in ("root", "file"):
+            if isinstance(toc.get(key), str):
+                found.append(toc[key])
+        for value in toc.values():
+            if isinstance(value, (dict, list)):
+                found.extend(_toc_files(value))
+    elif isinstance(toc, list):
+        for item in toc:
+            found.extend(_toc_files(item))
+    return found
+
+
+def _book_inputs(root: Path) -> list[Path]:
+    """Paths (relative to ``root``) the book needs: fixed sources, toc entries, config-named files."""
+    rel: set[Path] = {Path(p) for p in BOOK_SOURCES if (root / p).exists()}
+    toc_path = root / "_toc.yml"
+    if toc_path.exists():
+        for entry in _toc_files(yaml.safe_load(toc_path.read_text()) or {}):
+            cands = [root / entry] + [root / f"{entry}{ext}" for ext in (".md", ".ipynb", ".rst")]
+            rel.update(c.relative_to(root) for c in cands if c.is_file())
+    cfg_path = root / "_config.yml"
+    if cfg_path.exists():
+        cfg = yaml.safe_load(cfg_path.read_text()) or {}
+        named = list(cfg.get("bibtex_bibfiles") or []) + [cfg.get("logo"), (cfg.get("html") or {}).get("favicon")]
+        rel.update(Path(p) for p in named if isinstance(p, str) and p and (root / p).exists())
+    return sorted(rel)
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Write only when the content differs, so Sphinx's incremental build sees unchanged mtimes."""
+    if path.is_file() and path.read_bytes() == data:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def stage_book(edition: str = "student", root: Path | str | None = None,
+               dest: Path | str | None = None) -> Path:
+    """Copy the book sources into ``dest`` (default ``_build/src/<edition>``) with every lab master
+    replaced by its otter student notebook (``student``) or its instructor version (``instructor``).
+
+    Returns ``dest``; build it with ``jupyter-book build DEST --path-output OUT`` (site in ``OUT/_build/html``).
+    """
+    if edition not in EDITIONS:
+        raise ValueError(f"edition must be one of {EDITIONS}, got {edition!r}")
+    root = _default_root(root)
+    dest = Path(dest) if dest is not None else root / "_build" / "src" / edition
+    dest = dest.resolve()
+    inside = root in dest.parents
+    if dest == root or dest in root.parents or (inside and dest.relative_to(root).parts[0] not in _BUILD_DIRS):
+        raise GradingError(f"refusing to stage into {dest}: use a folder under _build/ (it is overwritten)")
+    masters = {p.resolve() for p in assignment_masters(root / "labs")}
+    wanted: dict[Path, bytes] = {}
+    for rel in _book_inputs(root):
+        src = root / rel
+        files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
+        for f in files:
+            r = f.relative_to(root)
+            if _SKIP_DIRS.intersection(r.parts) or f.name in _STAGE_SKIP_FILES:
+                continue
+            if f.resolve() in masters:
+                nb = student_notebook(f) if edition == "student" else instructor_notebook(f)
+                wanted[r] = nbformat.writes(nb).encode() + b"\n"
+            else:
+                wanted[r] = f.read_bytes()
+    dest.mkdir(parents=True, exist_ok=True)
+    for r, data in wanted.items():
+        _write_if_changed(dest / r, data)
+    for f in sorted(dest.rglob("*"), reverse=True):  # drop what is no longer a source
+        r = f.relative_to(dest)
+        if f.is_file() and r not in wanted:
+            f.unlink()
+        elif f.is_dir() and not any(f.iterdir()):
+            f.rmdir()
+    return dest
+
