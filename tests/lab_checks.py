@@ -30,6 +30,7 @@ def check_batchnorm(g: dict, profile: str) -> None:
     assert g["bn_stat_drift_eval"] == 0, g["bn_stat_drift_eval"]
     assert g["source_acc_frozen_bn_eval"] == pre, (g["source_acc_frozen_bn_eval"], pre)
     assert g["bn_stat_drift_train"] > 0, g["bn_stat_drift_train"]
+    assert g["backbone_weights_changed_any_run"] is False             # "no backbone weight changed"
     assert g["source_acc_frozen_bn_train"] <= pre - 0.05, (g["source_acc_frozen_bn_train"], pre)
     by_target = g["source_acc_bn_train_by_target"]
     assert by_target["dissimilar"] < by_target["target_a"] < pre, by_target
@@ -59,6 +60,11 @@ def check_batchnorm(g: dict, profile: str) -> None:
     # AdaBN: re-estimated statistics recover part of a covariate shift
     assert g["shift_target_acc_shifted"] <= g["shift_target_acc_clean"] - 0.2
     assert g["shift_target_acc_adabn"] >= g["shift_target_acc_shifted"] + 0.05
+    n_seeds, r = g["n_seeds"], g["adabn_runs"]
+    assert n_seeds >= (3 if profile == "full" else 2) and all(len(v) == n_seeds for v in r.values()), r
+    assert g["adabn_gain_min"] > 0, r                                     # "AdaBN helped on every seed"
+    control = r["clean, after AdaBN on clean images (control)"]
+    assert all(c < a for c, a in zip(control, r["clean target_a"])), r   # the control: "lower on every seed"
     assert g["shift_probe_acc_adabn_stats"] > g["shift_probe_acc_pretrained_stats"]
     # re-normalising the input with the shifted data's own statistics vs AdaBN
     r = g["renorm_vs_adabn"]
