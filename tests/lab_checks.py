@@ -82,7 +82,6 @@ EXTRA_SEEDS["feature_hierarchy"] = [1]
 
 def check_feature_hierarchy(g: dict, profile: str) -> None:
     frozen, tuned, selfbnb = g["transfer_curve_frozen"], g["transfer_curve_finetuned"], g["transfer_curve_selfbnb"]
-    fstd, tstd = g["transfer_curve_frozen_std"], g["transfer_curve_finetuned_std"]
     ks = sorted(frozen)  # the ci profile skips some k
     assert set(tuned) == set(frozen) >= {0, 2, 4, 5} and set(selfbnb) == set(ks) - {0}, (frozen, selfbnb)
     if profile == "full":
@@ -99,29 +98,29 @@ def check_feature_hierarchy(g: dict, profile: str) -> None:
     # AnB: general lower blocks beat scratch (same budget); the frozen top block is specific
     assert g["frozen_best_k"] in (3, 4), frozen
     assert g["frozen_best_acc"] >= g["scratch_acc"] + 0.15, (g["frozen_best_acc"], g["scratch_acc"])
-    assert g["frozen_top_drop"] >= 0.3 and frozen[5] == g["frozen_all_acc"], frozen
-    # AnB+: fine-tuned at or above frozen at every k (one seed's noise: ~0.03 per accuracy on 240-480 images)
-    for k in ks[1:]:
-        tol = 0.05 + 2 * max(fstd[k], tstd[k])
-        assert tuned[k] >= frozen[k] - tol, (k, tuned, frozen)
-    assert g["finetuned_gain_all"] >= 0.1 and tuned[5] >= frozen[5] + 0.1, (tuned, frozen)
+    assert g["frozen_top_drop"] >= 0.3, frozen
+    # AnB+: fine-tuning the fully copied network lifts it above frozen (the chapter quotes the rest, no claim)
+    assert tuned[5] > frozen[5], (tuned, frozen)
     assert g["finetuned_best_acc"] >= g["scratch_acc"] + 0.15, (g["finetuned_best_acc"], g["scratch_acc"])
-    # BnB control: no co-adaptation dip (the curve rises with k); the AnB drop at the top is specificity
+    # BnB control: no dip in the middle: from one k to the next the curve never falls by more than
+    # the larger seed standard deviation of the two (one seed in ci: it never falls)
+    sstd = g["transfer_curve_selfbnb_std"]
     for a, b in zip(ks[1:], ks[2:]):
-        assert selfbnb[b] >= selfbnb[a] - 0.05, selfbnb
+        assert selfbnb[b] >= selfbnb[a] - max(sstd[a], sstd[b]), (a, b, selfbnb, sstd)
     assert g["selfbnb_all_acc"] >= g["frozen_all_acc"] + 0.3, (g["selfbnb_all_acc"], g["frozen_all_acc"])
     # with more epochs, scratch catches up with the best transfer run (pretraining buys speed here)
     assert g["scratch_epochs"] >= 2 * g["epochs"]
-    assert g["scratch_long_acc"] >= g["finetuned_best_acc"] - 0.06, (g["scratch_long_acc"], g["finetuned_best_acc"])
+    assert g["scratch_long_acc"] >= g["finetuned_best_acc"], (g["scratch_long_acc"], g["finetuned_best_acc"])
+    # ... and its learning curve has flattened: the last quarter of its epochs changes it by less than three points
+    assert abs(g["scratch_last_quarter_gain"]) < 0.03, g["scratch_curve"]
     # CKA, pretrained vs fully fine-tuned: highest for the stem, lowest for layer4, falling with depth
     cka = g["cka_by_block"]
     assert list(cka) == ["conv1", "layer1", "layer2", "layer3", "layer4"], cka
-    assert max(cka, key=cka.get) == "conv1" and min(cka, key=cka.get) == "layer4", cka
-    assert all(b <= a + 0.005 for a, b in zip(list(cka.values()), list(cka.values())[1:])), cka
+    assert g["cka_falls_with_every_block"] is True and all(b < a for a, b in zip(list(cka.values()), list(cka.values())[1:])), cka
     assert g["cka_first"] >= 0.98 and g["cka_last"] <= 0.95, cka
     # fine-tuning put the angle back into layer4
     assert g["probe_acc_layer4_finetuned"] >= g["probe_acc_layer4"] + 0.05, (g["probe_acc_layer4_finetuned"], g["probe_acc_layer4"])
-    for fig in ("fig_filters", "fig_activation_maps", "fig_probes", "fig_transfer_curves", "fig_cka"):
+    for fig in ("fig_filters", "fig_activation_maps", "fig_probes", "fig_transfer_curves", "fig_scratch_curve", "fig_cka"):
         assert g[fig] == "figure", fig
 
 
