@@ -102,11 +102,9 @@ def check_feature_hierarchy(g: dict, profile: str) -> None:
     # AnB+: fine-tuning the fully copied network lifts it above frozen (the chapter quotes the rest, no claim)
     assert tuned[5] > frozen[5], (tuned, frozen)
     assert g["finetuned_best_acc"] >= g["scratch_acc"] + 0.15, (g["finetuned_best_acc"], g["scratch_acc"])
-    # BnB control: no dip in the middle: from one k to the next the curve never falls by more than
-    # the larger seed standard deviation of the two (one seed in ci: it never falls)
-    sstd = g["transfer_curve_selfbnb_std"]
+    # BnB control, no dip in the middle: from one k to the next the curve never falls by more than two points
     for a, b in zip(ks[1:], ks[2:]):
-        assert selfbnb[b] >= selfbnb[a] - max(sstd[a], sstd[b]), (a, b, selfbnb, sstd)
+        assert selfbnb[b] >= selfbnb[a] - 0.02, (a, b, selfbnb)
     assert g["selfbnb_all_acc"] >= g["frozen_all_acc"] + 0.3, (g["selfbnb_all_acc"], g["frozen_all_acc"])
     # with more epochs, scratch catches up with the best transfer run (pretraining buys speed here)
     assert g["scratch_epochs"] >= 2 * g["epochs"]
