@@ -30,6 +30,7 @@ def check_batchnorm(g: dict, profile: str) -> None:
     assert g["bn_stat_drift_eval"] == 0, g["bn_stat_drift_eval"]
     assert g["source_acc_frozen_bn_eval"] == pre, (g["source_acc_frozen_bn_eval"], pre)
     assert g["bn_stat_drift_train"] > 0, g["bn_stat_drift_train"]
+    assert g["backbone_weights_changed_any_run"] is False             # "no backbone weight changed"
     assert g["source_acc_frozen_bn_train"] <= pre - 0.05, (g["source_acc_frozen_bn_train"], pre)
     by_target = g["source_acc_bn_train_by_target"]
     assert by_target["dissimilar"] < by_target["target_a"] < pre, by_target
@@ -59,6 +60,11 @@ def check_batchnorm(g: dict, profile: str) -> None:
     # AdaBN: re-estimated statistics recover part of a covariate shift
     assert g["shift_target_acc_shifted"] <= g["shift_target_acc_clean"] - 0.2
     assert g["shift_target_acc_adabn"] >= g["shift_target_acc_shifted"] + 0.05
+    n_seeds, r = g["n_seeds"], g["adabn_runs"]
+    assert n_seeds >= (3 if profile == "full" else 2) and all(len(v) == n_seeds for v in r.values()), r
+    assert g["adabn_gain_min"] > 0, r                                     # "AdaBN helped on every seed"
+    control = r["clean, after AdaBN on clean images (control)"]
+    assert all(c < a for c, a in zip(control, r["clean target_a"])), r   # the control: "lower on every seed"
     assert g["shift_probe_acc_adabn_stats"] > g["shift_probe_acc_pretrained_stats"]
     # re-normalising the input with the shifted data's own statistics vs AdaBN
     r = g["renorm_vs_adabn"]
@@ -76,7 +82,6 @@ EXTRA_SEEDS["feature_hierarchy"] = [1]
 
 def check_feature_hierarchy(g: dict, profile: str) -> None:
     frozen, tuned, selfbnb = g["transfer_curve_frozen"], g["transfer_curve_finetuned"], g["transfer_curve_selfbnb"]
-    fstd, tstd = g["transfer_curve_frozen_std"], g["transfer_curve_finetuned_std"]
     ks = sorted(frozen)  # the ci profile skips some k
     assert set(tuned) == set(frozen) >= {0, 2, 4, 5} and set(selfbnb) == set(ks) - {0}, (frozen, selfbnb)
     if profile == "full":
@@ -93,29 +98,27 @@ def check_feature_hierarchy(g: dict, profile: str) -> None:
     # AnB: general lower blocks beat scratch (same budget); the frozen top block is specific
     assert g["frozen_best_k"] in (3, 4), frozen
     assert g["frozen_best_acc"] >= g["scratch_acc"] + 0.15, (g["frozen_best_acc"], g["scratch_acc"])
-    assert g["frozen_top_drop"] >= 0.3 and frozen[5] == g["frozen_all_acc"], frozen
-    # AnB+: fine-tuned at or above frozen at every k (one seed's noise: ~0.03 per accuracy on 240-480 images)
-    for k in ks[1:]:
-        tol = 0.05 + 2 * max(fstd[k], tstd[k])
-        assert tuned[k] >= frozen[k] - tol, (k, tuned, frozen)
-    assert g["finetuned_gain_all"] >= 0.1 and tuned[5] >= frozen[5] + 0.1, (tuned, frozen)
+    assert g["frozen_top_drop"] >= 0.3, frozen
+    # AnB+: fine-tuning the fully copied network lifts it above frozen (the chapter quotes the rest, no claim)
+    assert tuned[5] > frozen[5], (tuned, frozen)
     assert g["finetuned_best_acc"] >= g["scratch_acc"] + 0.15, (g["finetuned_best_acc"], g["scratch_acc"])
-    # BnB control: no co-adaptation dip (the curve rises with k); the AnB drop at the top is specificity
+    # BnB control, no dip in the middle: from one k to the next the curve never falls by more than two points
     for a, b in zip(ks[1:], ks[2:]):
-        assert selfbnb[b] >= selfbnb[a] - 0.05, selfbnb
+        assert selfbnb[b] >= selfbnb[a] - 0.02, (a, b, selfbnb)
     assert g["selfbnb_all_acc"] >= g["frozen_all_acc"] + 0.3, (g["selfbnb_all_acc"], g["frozen_all_acc"])
     # with more epochs, scratch catches up with the best transfer run (pretraining buys speed here)
     assert g["scratch_epochs"] >= 2 * g["epochs"]
-    assert g["scratch_long_acc"] >= g["finetuned_best_acc"] - 0.06, (g["scratch_long_acc"], g["finetuned_best_acc"])
+    assert g["scratch_long_acc"] >= g["finetuned_best_acc"], (g["scratch_long_acc"], g["finetuned_best_acc"])
+    # ... and its learning curve has flattened: the last quarter of its epochs changes it by less than three points
+    assert abs(g["scratch_last_quarter_gain"]) < 0.03, g["scratch_curve"]
     # CKA, pretrained vs fully fine-tuned: highest for the stem, lowest for layer4, falling with depth
     cka = g["cka_by_block"]
     assert list(cka) == ["conv1", "layer1", "layer2", "layer3", "layer4"], cka
-    assert max(cka, key=cka.get) == "conv1" and min(cka, key=cka.get) == "layer4", cka
-    assert all(b <= a + 0.005 for a, b in zip(list(cka.values()), list(cka.values())[1:])), cka
+    assert g["cka_falls_with_every_block"] is True and all(b < a for a, b in zip(list(cka.values()), list(cka.values())[1:])), cka
     assert g["cka_first"] >= 0.98 and g["cka_last"] <= 0.95, cka
     # fine-tuning put the angle back into layer4
     assert g["probe_acc_layer4_finetuned"] >= g["probe_acc_layer4"] + 0.05, (g["probe_acc_layer4_finetuned"], g["probe_acc_layer4"])
-    for fig in ("fig_filters", "fig_activation_maps", "fig_probes", "fig_transfer_curves", "fig_cka"):
+    for fig in ("fig_filters", "fig_activation_maps", "fig_probes", "fig_transfer_curves", "fig_scratch_curve", "fig_cka"):
         assert g[fig] == "figure", fig
 
 
@@ -137,49 +140,68 @@ def check_domain_shift(g: dict, profile: str) -> None:
     # colour changes the pixels, not this backbone's features or its accuracy
     assert g["acc_colour_sev5"] >= clean - 0.05, (g["acc_colour_sev5"], clean)
     assert abs(g["mmd_colour_sev5"]) <= 0.01 and abs(g["mmd_clean"]) <= 0.01, (g["mmd_colour_sev5"], g["mmd_clean"])
-    # 2. AdaBN: repairs the covariate shifts (acceptance: >= 2 kinds), nothing to repair for colour,
+    # 2. AdaBN, on every seed: repairs the covariate shifts, nothing to repair for colour,
     # lost information stays lost, a one-class unlabelled sample does harm
-    gains = g["adabn_gain_by_kind"]
-    assert all(gains[k] >= 0.05 for k in COVARIATE_SHIFTS), gains
+    n_seeds, runs = g["n_seeds"], g["adabn_gain_runs"]
+    assert n_seeds >= (3 if profile == "full" else 2) and all(len(v) == n_seeds for v in runs.values()), runs
+    assert all(min(runs[k]) > 0 for k in COVARIATE_SHIFTS), runs          # "helped on every seed"
     assert g["adabn_n_kinds_helped"] >= 2
-    assert abs(gains["colour"]) <= 0.02, gains
-    assert g["adabn_acc_blur"] <= clean - 0.2 and g["adabn_acc_noise"] <= clean - 0.2, g["adabn_acc_by_kind"]
-    assert g["adabn_one_class_acc"] <= g["shifted_acc_contrast"] - 0.03, (g["adabn_one_class_acc"], g["shifted_acc_contrast"])
+    assert max(abs(x) for x in runs["colour"]) < 0.02, runs["colour"]     # "less than two points on every seed"
+    clean_mean = g["clean_acc_mean"]
+    assert g["adabn_acc_blur"] <= clean_mean - 0.2 and g["adabn_acc_noise"] <= clean_mean - 0.2, g["adabn_acc_by_kind"]
+    assert g["adabn_one_class_acc"] < g["shifted_acc_contrast"], (g["adabn_one_class_acc"], g["shifted_acc_contrast"])
     # 3. greyscale: the summed filters reproduce the RGB network exactly; adapting beats re-initialising
     assert g["grey_mean_conv_max_abs_diff"] < 1e-4
     fc = g["first_conv_adapt_vs_reinit"]
-    assert min(fc["mean"], fc["copy"]) >= fc["reinit"] + 0.2, fc
-    assert fc["mean"] >= 0.85 and abs(fc["mean"] - fc["copy"]) <= 0.05, fc
-    # 4. the decision matrix
-    acc = g["decision_matrix_acc"]
-    for cond in acc:
-        for n, a in acc[cond].items():
-            if cond != "dissimilar task":       # scratch is hopeless on target_a at this budget
-                assert a["scratch"] <= max(a.values()) - 0.2, (cond, n, a)
-            if cond == "no shift":              # without a shift, feature extraction is (close to) the best
-                assert a["feature extraction"] >= max(a.values()) - 0.04, (cond, n, a)
-    assert g["danger_zone_best_acc"] <= 0.6, g["danger_zone_best_acc"]
-    assert g["danger_zone_best_acc"] >= g["danger_zone_scratch_acc"] + 0.15
-    assert g["m_small_dissimilar_ftall"] >= g["m_small_dissimilar_scratch"] + 0.1
-    # the textbook's danger-zone advice: an earlier block helps on the dissimilar task, not under the overlay
+    assert min(fc["sum"], fc["copy"]) >= fc["reinit"] + 0.2, fc
+    assert abs(fc["sum"] - fc["copy"]) <= 0.05, fc                         # "within five points of the sum"
+    # 4. the decision matrix: n_seeds runs per cell
+    acc, mruns = g["decision_matrix_acc"], g["decision_matrix_runs"]
+    strong = f"texture {g['matrix_strong_severity']}"
+    small, large = g["matrix_smallest_size"], g["matrix_largest_size"]
+    assert set(acc) == {"no shift", strong, "dissimilar task"}, acc
+    assert all(len(v) == n_seeds for c in mruns.values() for a in c.values() for v in a.values()), mruns
+    # the dissimilar task is dissimilar for this backbone: a probe at the same images per class, every seed
+    assert g["probe_acc_dissimilar_max"] < g["probe_acc_target_a_min"] - 0.2, (g["probe_acc_dissimilar_max"], g["probe_acc_target_a_min"])
+    assert g["mmd_source_dissimilar"] > g["mmd_source_target_a"] > g["mmd_source_source"] + 0.05
+    assert g["mmd_dissimilar_vs_target_a_word"] == "larger"
+    # scratch is far behind on target_a, with or without the overlay (every seed)
+    for cond in ("no shift", strong):
+        for n, r in mruns[cond].items():
+            best_transfer = [max(v) for v in zip(r["feature extraction"], r["full fine-tune"])]
+            assert all(t >= sc + 0.2 for t, sc in zip(best_transfer, r["scratch"])), (cond, n, r)
+    # without a shift, feature extraction is the best strategy or within noise of it
+    for n, r in mruns["no shift"].items():
+        assert not all(f > e for f, e in zip(r["full fine-tune"], r["feature extraction"])), (n, r)
+    # dissimilar task, most data: full fine-tuning and scratch within noise (the order flips between seeds),
+    # feature extraction behind both; no negative transfer: a pretrained start is ahead on some seed at every size
+    r = mruns["dissimilar task"][large]
+    diffs = [a - b for a, b in zip(r["full fine-tune"], r["scratch"])]
+    assert min(diffs) < 0 < max(diffs), r
+    assert acc["dissimilar task"][large]["feature extraction"] < min(acc["dissimilar task"][large]["full fine-tune"],
+                                                                      acc["dissimilar task"][large]["scratch"]), r
+    assert g["dissimilar_transfer_minus_scratch_large_max"] > 0 and g["dissimilar_transfer_minus_scratch_small_max"] > 0
+    # the danger zone (little data, dissimilar): feature extraction is the worst of the three
+    dz = acc["dissimilar task"][small]
+    assert dz["feature extraction"] < min(dz["full fine-tune"], dz["scratch"]), dz   # "the worst choice of the three"
+    # the textbook's danger-zone advice: an earlier block helps on the dissimilar task (every seed), not under the overlay
     probes = g["danger_probe_by_block"]
-    assert g["danger_dissimilar_best_block"] == "layer3", probes
-    assert g["danger_dissimilar_best_block_acc"] >= g["danger_dissimilar_layer4_probe_acc"] + 0.05, probes
+    assert g["danger_dissimilar_best_block"] != "layer4" and g["danger_dissimilar_best_minus_layer4_min"] > 0, probes
     assert g["danger_strong_best_block"] == "layer4", probes
-    # 5. CKA: the stem does not change, the top changes more under the strong shift
+    # 5. CKA on 4 x 4 pooled maps: the stem changes least, the top changes more under the strong shift
     cka = g["cka_by_block"]
     for cond, by_block in cka.items():
-        assert by_block["conv1"] >= 0.98 and by_block["conv1"] >= by_block["layer4"], (cond, by_block)
-    assert g["cka_layer4_strong_shift"] <= g["cka_layer4_no_shift"] - 0.01, cka
-    if profile == "full":   # the matrix needs the full training budget for fine-tuning to pay off
-        assert g["deeper_ft_gain_strongest"] >= 0.05, g["deeper_ft_gain_by_severity"]
-        assert g["deeper_ft_gain_strongest"] >= g["deeper_ft_gain_no_shift"] + 0.05, g["deeper_ft_gain_by_severity"]
-        assert abs(g["deeper_ft_gain_no_shift"]) <= 0.03, g["deeper_ft_gain_by_severity"]
-        strong = f"texture {g['matrix_strong_severity']}"
-        assert all(max(a, key=a.get) == "full fine-tune" for a in acc[strong].values()), acc[strong]
-        assert abs(g["m_large_dissimilar_scratch"] - g["m_large_dissimilar_ftall"]) <= 0.03
-        assert g["cka_layer4_strong_shift"] <= g["cka_layer4_no_shift"] - 0.1, cka
-    for fig in ("fig_shift_examples", "fig_severity_sweep", "fig_decision_matrix", "fig_cka", "fig_danger_probe_by_block"):
+        assert by_block["conv1"] >= by_block["layer4"], (cond, by_block)
+    if profile == "full":   # the book's budgets; the chapter states these for the book's numbers
+        # the budgets are enough: doubling them changes the accuracy by less than three points
+        assert abs(g["doubling_gain_scratch"]) < 0.03 and abs(g["doubling_gain_ftall"]) < 0.03, g["convergence"]
+        # under the strong overlay, with the most data, full fine-tuning beats feature extraction on every seed
+        assert g["deeper_ft_gain_strongest_min"] > 0, g["deeper_ft_gain_runs"]
+        assert g["best_large_strong"] == "full fine-tune" and g["best_large_strong_clear"] is True, acc[strong]
+        # with more data, the larger shift leaves layer4 changed more
+        assert g["cka_layer4_strong_shift"] < g["cka_layer4_no_shift"], cka
+    for fig in ("fig_shift_examples", "fig_severity_sweep", "fig_decision_matrix", "fig_convergence", "fig_cka",
+                "fig_danger_probe_by_block"):
         assert g[fig] == "figure", fig
 
 

@@ -19,14 +19,17 @@ def pretrained():
 
 # --------------------------------------------------------------------------- first convolution
 
-def test_mean_adapted_conv_on_grey_equals_rgb_network_on_grey_copied(pretrained):
+def test_sum_adapted_conv_on_grey_equals_rgb_network_on_grey_copied(pretrained):
     x = world.to_greyscale(world.make_images("target_a", 8, seed=1)[0])
-    adapted = models.adapt_first_conv(copy.deepcopy(pretrained), 1, "mean").eval()
+    adapted = models.adapt_first_conv(copy.deepcopy(pretrained), 1, "sum").eval()
     with torch.no_grad():
         got = adapted(world.normalize(x))
         want = pretrained(world.normalize(x.repeat(1, 3, 1, 1)))
     assert adapted.conv1.weight.shape == (16, 1, 3, 3)
+    assert torch.allclose(adapted.conv1.weight, pretrained.conv1.weight.sum(1, keepdim=True))
     assert torch.allclose(got, want, atol=1e-4)
+    two = models.adapt_first_conv(copy.deepcopy(pretrained), 2, "sum").conv1.weight  # two channels share the sum
+    assert torch.allclose(two.sum(1, keepdim=True), pretrained.conv1.weight.sum(1, keepdim=True), atol=1e-6)
 
 
 def test_copy_keeps_rgb_filters_and_reinit_is_random_but_seeded(pretrained):
@@ -47,9 +50,9 @@ def test_adapt_first_conv_rejects_bad_input(pretrained):
         models.adapt_first_conv(copy.deepcopy(pretrained), 1, "avg")
     with pytest.raises(ValueError, match="in_channels must be a positive int"):
         models.adapt_first_conv(copy.deepcopy(pretrained), 0)
-    grey = models.adapt_first_conv(copy.deepcopy(pretrained), 1, "mean")
+    grey = models.adapt_first_conv(copy.deepcopy(pretrained), 1, "sum")
     with pytest.raises(ValueError, match="adapts RGB filters"):
-        models.adapt_first_conv(grey, 2, "mean")
+        models.adapt_first_conv(grey, 2, "sum")
 
 
 # --------------------------------------------------------------------------- statistics
@@ -91,6 +94,25 @@ def test_median_heuristic_and_translation_invariance():
     assert shift.median_heuristic(x, y) == pytest.approx(float(torch.tensor(d).median()), rel=1e-6)
     # an RBF kernel depends on distances only (exp of dot products would not be invariant)
     assert shift.mmd2_unbiased(x + 5, y + 5, 1.3) == pytest.approx(shift.mmd2_unbiased(x, y, 1.3), abs=1e-9)
+
+
+def test_adabn_averages_over_images_not_batches(pretrained):
+    """The first BN layer's input does not depend on the normalisation: its new statistics must be
+    the mean and unbiased variance over every pixel of every image, whatever the batch size."""
+    data = world.WorldDataset("target_a", 70, "val", shift=("contrast", 4))
+    with torch.no_grad():
+        out = pretrained.conv1(data.data).double()             # (n, C, h, w): the input of bn1
+    want_mean = out.mean((0, 2, 3))
+    want_var = out.transpose(0, 1).flatten(1).var(1)           # unbiased, over images and pixels
+    for batch_size in (64, 7):                                 # 64: a short last batch of 6 images
+        adapted = shift.adabn(pretrained, data, batch_size=batch_size)
+        assert torch.allclose(adapted.bn1.running_mean.double(), want_mean, rtol=1e-5, atol=1e-6)
+        assert torch.allclose(adapted.bn1.running_var.double(), want_var, rtol=1e-5, atol=1e-6)
+        assert not adapted.training and pretrained.bn1.momentum == adapted.bn1.momentum
+        assert all(torch.equal(a, b) for a, b in zip(adapted.parameters(), pretrained.parameters()))
+    # the per-batch average (PyTorch's momentum=None) is a different number when batches differ in size
+    per_batch = torch.stack([out[i:i + 64].mean((0, 2, 3)) for i in range(0, len(out), 64)]).mean(0)
+    assert not torch.allclose(per_batch, want_mean, rtol=1e-3)
 
 
 # --------------------------------------------------------------------------- severity reports
@@ -161,20 +183,29 @@ def test_run_cell_strategies_and_what_they_train(pretrained):
 
 
 def test_decision_matrix_bookkeeping_and_figure():
-    acc = {"clean": {5: {"feature extraction": 0.9, "full fine-tune": 0.92, "scratch": 0.2},
-                     50: {"feature extraction": 0.95, "full fine-tune": 0.94, "scratch": 0.5}},
-           "shifted": {5: {"feature extraction": 0.4, "full fine-tune": 0.55, "scratch": 0.1},
-                       50: {"feature extraction": 0.6, "full fine-tune": 0.8, "scratch": 0.7}}}
-    m = strategies.DecisionMatrix(acc=acc)
+    runs = {"clean": {5: {"feature extraction": [0.9, 0.88], "full fine-tune": [0.92, 0.86], "scratch": [0.2, 0.2]},
+                      50: {"feature extraction": [0.95, 0.95], "full fine-tune": [0.94, 0.93], "scratch": [0.5, 0.6]}},
+            "shifted": {5: {"feature extraction": [0.4, 0.4], "full fine-tune": [0.55, 0.55], "scratch": [0.1, 0.1]},
+                        50: {"feature extraction": [0.6, 0.6], "full fine-tune": [0.8, 0.8], "scratch": [0.7, 0.6]}}}
+    acc = {c: {n: {s: sum(v) / 2 for s, v in a.items()} for n, a in bs.items()} for c, bs in runs.items()}
+    m = strategies.DecisionMatrix(acc=acc, runs=runs)
     best = m.best()
-    assert best["clean"][5][0] == "full fine-tune" and best["clean"][5][1] == pytest.approx(0.02)
-    assert best["clean"][50][0] == "feature extraction"
-    assert best["shifted"][50] == ("full fine-tune", pytest.approx(0.1))
-    assert m.table()["shifted | 50/class"] == "FT all (+0.100)"
+    # best by the mean; clear only when it wins on every seed (clean/5 flips between seeds)
+    assert best["clean"][5][1] == pytest.approx(0.0) and best["clean"][5][2] is False
+    assert best["clean"][50] == ("feature extraction", pytest.approx(0.015), True)
+    assert best["shifted"][50] == ("full fine-tune", pytest.approx(0.15), True)
+    assert m.spread()["shifted"][50]["scratch"] == pytest.approx(0.1)
+    row = m.table()["shifted, 50 per class"]
+    assert row["best (mean over seeds)"] == "FT all" and row["margin over the runner-up"] == "15.0 points"
+    assert m.table()["clean, 5 per class"]["ahead on every seed"] == "no (within noise)"
     assert m.gain("full fine-tune", "feature extraction")["shifted"][50] == pytest.approx(0.2)
+    assert m.gain_runs("full fine-tune", "feature extraction")["clean"][5] == pytest.approx([0.02, -0.02])
+    assert strategies.DecisionMatrix(acc=acc).best()["shifted"][50][2] is False  # one seed: never clear
     fig = plots.plot_decision_matrix(acc)
     ax = fig.axes[0]
     assert ax.get_xlabel() and ax.get_ylabel() and len(ax.texts) == 4
     assert [t.get_text() for t in ax.get_yticklabels()] == ["50", "5"]  # large data on top
     with pytest.raises(ValueError):
-        strategies.decision_matrix(None, lambda c, n: None, ["clean"], [5], ["feature extraction"])
+        strategies.decision_matrix(None, lambda c, n, s: None, ["clean"], [5], ["feature extraction"])
+    with pytest.raises(ValueError, match="distinct seeds"):
+        strategies.decision_matrix(None, lambda c, n, s: None, ["clean"], [5], seeds=[0, 0])

@@ -82,11 +82,14 @@ def test_transfer_blocks_fine_tune_mode_and_seed(pretrained):
 
 def test_transfer_run_trains_only_what_it_should(pretrained):
     data = world.load_task("orientation", 4, n_val_per_class=2, seed=0)
-    net, acc = hierarchy.transfer_run(pretrained, 2, data, fine_tune=False, seed=0, epochs=1, lr=0.05, device="cpu")
+    net, acc, hist = hierarchy.transfer_run(pretrained, 2, data, fine_tune=False, seed=0, epochs=1, lr=0.05, device="cpu")
     assert 0.0 <= acc <= 1.0
     for b in ("conv1", "layer1"):  # frozen: weights and BN statistics exactly as pretrained
         assert _same_block(net, pretrained, b), b
-    tuned, _ = hierarchy.transfer_run(pretrained, 2, data, fine_tune=True, seed=0, epochs=1, lr=0.05, device="cpu")
+    tuned, _, curve = hierarchy.transfer_run(pretrained, 2, data, fine_tune=True, seed=0, epochs=2, lr=0.05,
+                                           curve=True, device="cpu")
+    assert len(hist) == 1 and "val_acc" not in hist[0] and len(curve) == 2 and curve[-1]["val_acc"] == pytest.approx(
+        hierarchy.evaluate(tuned, data.val)["acc"])
     assert not _same_block(tuned, pretrained, "layer1")
 
 

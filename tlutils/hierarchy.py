@@ -12,7 +12,7 @@ from torch import nn
 
 from .freeze import block_parameters
 from .models import BLOCKS, ResNet, transfer_blocks
-from .train import evaluate, fit
+from .train import History, evaluate, fit
 from .world import TaskData
 
 
@@ -33,21 +33,23 @@ def transfer_groups(model: nn.Module, k: int, lr: float, transferred_lr_factor: 
 
 def transfer_run(pretrained: ResNet, k: int, data: TaskData, *, fine_tune: bool, seed: int,
                  epochs: int, lr: float, transferred_lr_factor: float = 0.1, batch_size: int = 32,
-                 weight_decay: float = 5e-4, device=None, progress: bool = False) -> tuple[ResNet, float]:
+                 weight_decay: float = 5e-4, curve: bool = False, device=None,
+                 progress: bool = False) -> tuple[ResNet, float, History]:
     """Copy the first ``k`` blocks of ``pretrained`` into a fresh network and train it on ``data``.
 
     Frozen (``fine_tune=False``): only the new blocks and the head learn, at ``lr``.
     Fine-tuned: the copied blocks learn too, at ``lr * transferred_lr_factor`` (a smaller
     step keeps them near their pretrained values). SGD with warmup and a cosine schedule.
     ``seed`` sets both the initialisation of the new blocks and the shuffling.
-    Returns the trained network and its validation accuracy.
+    Returns the trained network, its validation accuracy and its per-epoch history; with
+    ``curve`` the history holds the validation accuracy after every epoch (a learning curve).
     """
     net = transfer_blocks(pretrained, k, data.num_classes, freeze=not fine_tune, seed=seed)
     groups = transfer_groups(net, k, lr, transferred_lr_factor)
-    fit(net, data.train, None, epochs=epochs, param_groups=groups, schedule="cosine", warmup_steps=5,
+    hist = fit(net, data.train, data.val if curve else None, epochs=epochs, param_groups=groups, schedule="cosine", warmup_steps=5,
         weight_decay=weight_decay, batch_size=batch_size, device=device, seed=seed, progress=progress,
         desc=f"k={k} {'fine-tuned' if fine_tune else 'frozen'}")
-    return net, evaluate(net, data.val, device=device)["acc"]
+    return net, evaluate(net, data.val, device=device)["acc"], hist
 
 
 def curve_stats(curve: Mapping[int, Sequence[float]]) -> tuple[dict[int, float], dict[int, float]]:

@@ -195,19 +195,20 @@ def transfer_blocks(pretrained: ResNet, k: int, num_classes: int, freeze: bool =
     return net.to(pretrained.conv1.weight.device)
 
 
-FIRST_CONV_MODES = ("mean", "copy", "reinit")
+FIRST_CONV_MODES = ("sum", "copy", "reinit")
 
 
-def adapt_first_conv(model: ResNet, in_channels: int, mode: str = "mean", seed: int | None = None) -> ResNet:
+def adapt_first_conv(model: ResNet, in_channels: int, mode: str = "sum", seed: int | None = None) -> ResNet:
     """Give ``model`` a first convolution for ``in_channels`` input channels (in place; returns it).
 
     Built from the pretrained RGB filters ``w`` (out, 3, k, k), so the rest of the network keeps
     receiving the activations it was trained on:
 
-    * ``"mean"``: every new channel gets the mean RGB filter times ``3 / in_channels``. For one
-      (greyscale) channel this is the *sum* of the RGB filters: a grey image then gives exactly the
-      activations the RGB network computes for that grey image copied into R, G and B. Without the
-      ``3 / in_channels`` factor the activations would be a third as large as BatchNorm expects.
+    * ``"sum"``: every new channel gets the sum of the RGB filters divided by ``in_channels``, so the
+      filters over all new channels add up to the sum of the RGB ones. For one (greyscale) channel
+      this is the sum itself: a grey image then gives exactly the activations the RGB network
+      computes for that grey image copied into R, G and B. The plain mean of the RGB filters would
+      give activations a third as large as BatchNorm expects.
     * ``"copy"``: new channel ``i`` gets RGB filter ``i % 3`` times ``3 / in_channels`` (e.g. RGB
       plus a fourth channel that starts as a copy of red); for one channel, the red filter times 3.
     * ``"reinit"``: a freshly initialised convolution (Kaiming), as if the stem were trained from scratch.
@@ -228,8 +229,8 @@ def adapt_first_conv(model: ResNet, in_channels: int, mode: str = "mean", seed: 
         nn.init.kaiming_normal_(new.weight, mode="fan_out", nonlinearity="relu")
     w = old.weight.detach()
     with torch.no_grad():
-        if mode == "mean":
-            new.weight.copy_(w.mean(1, keepdim=True).expand(-1, in_channels, -1, -1) * (3 / in_channels))
+        if mode == "sum":
+            new.weight.copy_(w.sum(1, keepdim=True).expand(-1, in_channels, -1, -1) / in_channels)
         elif mode == "copy":
             new.weight.copy_(w[:, [i % 3 for i in range(in_channels)]] * (3 / in_channels))
     model.conv1 = new.to(w.device)

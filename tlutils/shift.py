@@ -135,23 +135,44 @@ def adabn(model: nn.Module, data: Dataset | DataLoader, batch_size: int = 256,
           inplace: bool = False, device=None) -> nn.Module:
     """Re-estimate every BatchNorm layer's running statistics on (unlabelled) ``data``.
 
-    The weights do not change; only running mean/var, recomputed as a cumulative
-    average over the data (momentum ``None``). Labels in ``data`` are ignored.
-    Returns the adapted model (a copy unless ``inplace``), in eval mode.
+    The weights do not change; only running mean/var. Each layer's new mean and (unbiased)
+    variance are those of *all* its input values on ``data``: every pixel of every image counts
+    once, so a short last batch weighs only its images, and the differences between batches are
+    part of the variance (PyTorch's ``momentum=None`` would average the per-batch statistics
+    instead). While the data passes, every BN layer normalises each batch with that batch's own
+    statistics, as in training, so the inputs a deeper layer sees depend a little on
+    ``batch_size``. Labels in ``data`` are ignored. Returns the adapted model (a copy unless
+    ``inplace``), in eval mode.
     """
     device = model_device(model) if device is None else get_device(device)
     model = model if inplace else copy.deepcopy(model)
     model.to(device)
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.momentum, m.training) for m in bns]
+    moments: dict = {}
+
+    def accumulate(layer: nn.Module, inputs: tuple) -> None:
+        x = inputs[0].detach().double()
+        dims = [0, *range(2, x.dim())]
+        n, s1, s2 = moments.get(layer, (0, 0.0, 0.0))
+        moments[layer] = (n + x.numel() // x.shape[1], s1 + x.sum(dims), s2 + (x * x).sum(dims))
+
+    hooks = [m.register_forward_pre_hook(accumulate) for m in bns]
     for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average: every batch counts equally
-        nn.Module.train(m, True)  # also works on layers frozen with freeze_bn
-    for x, _ in make_loader(data, batch_size, shuffle=False):
-        model.forward_features(x.to(device))
-    for m, (momentum, _) in zip(bns, saved):
-        m.momentum = momentum
+        nn.Module.train(m, True)  # batch statistics in the pass; also works on layers frozen with freeze_bn
+    try:
+        for x, _ in make_loader(data, batch_size, shuffle=False):
+            model.forward_features(x.to(device))
+    finally:
+        for h in hooks:
+            h.remove()
+    for m in bns:
+        if m not in moments:
+            continue  # a layer the forward pass does not reach keeps its statistics
+        n, s1, s2 = moments[m]
+        mean = s1 / n
+        var = (s2 / n - mean * mean).clamp_min(0) * n / max(n - 1, 1)
+        m.running_mean.copy_(mean.to(m.running_mean.dtype))
+        m.running_var.copy_(var.to(m.running_var.dtype))
     return model.eval()
 
 

@@ -9,15 +9,16 @@
 Every pretrained strategy starts from the backbone with its BatchNorm statistics re-estimated
 on the target's own training images (:func:`tlutils.shift.adabn`): the head is then trained with
 the statistics of the domain it will serve, so strategies differ only in *which weights* adapt.
-All trained strategies get the same number of optimizer steps, so a cell of the matrix compares
-them at equal compute.
+The fine-tuning strategies get one budget of optimizer steps and training from scratch a longer
+one, each enough to converge (the domain-shift lab shows the learning curves); every cell runs
+once per seed, and :meth:`DecisionMatrix.best` calls a winner clear only when it wins on every seed.
 """
 from __future__ import annotations
 
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -25,8 +26,8 @@ from tqdm.auto import tqdm
 
 from . import freeze as fz
 from .models import BLOCKS, ResNet, resnet_small
-from .shift import adabn, extract_features
-from .train import evaluate, fit, get_device
+from .shift import adabn, extract_features, linear_probe_head
+from .train import History, evaluate, fit, get_device
 from .world import TaskData
 
 STRATEGIES = ("feature extraction", "fine-tune top", "full fine-tune", "scratch")
@@ -64,48 +65,86 @@ def fit_linear_head(feats: torch.Tensor, labels: torch.Tensor, num_classes: int,
     return head
 
 
+def train_scratch(data: TaskData, widths: Sequence[int], *, steps: int, lr: float = 0.1,
+                  weight_decay: float = 5e-4, batch_size: int = 32, seed: int = 0, curve: bool = False,
+                  device=None) -> tuple[ResNet, History]:
+    """Train the architecture from random weights on ``data`` (SGD, 1cycle to ``lr``) for about ``steps`` steps.
+
+    Returns the model and its per-epoch history; with ``curve`` the history also holds the
+    validation accuracy after every epoch (the learning curve that shows whether the budget
+    was enough).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = resnet_small(data.num_classes, widths=widths)
+    hist = fit(model, data.train, data.val if curve else None, epochs=epochs_for(steps, len(data.train), batch_size),
+               lr=lr, schedule="onecycle", weight_decay=weight_decay, batch_size=batch_size, seed=seed,
+               device=device, progress=False)
+    return model, hist
+
+
+def fine_tune(start: ResNet, data: TaskData, strategy: str, *, steps: int, head_lr: float = 0.05,
+              backbone_factor: float = 10.0, batch_size: int = 32, seed: int = 0, curve: bool = False,
+              device=None) -> tuple[ResNet, History]:
+    """Fine-tune a copy of ``start`` (backbone and trained head) with ``"fine-tune top"`` or ``"full fine-tune"``.
+
+    SGD with warmup and a cosine schedule for about ``steps`` steps; the head learns at
+    ``head_lr``, the backbone at ``head_lr / backbone_factor``. ``"fine-tune top"`` trains
+    ``layer4`` and the head only, the blocks below keep their weights and BN statistics.
+    Returns the model and its history (with validation accuracy per epoch if ``curve``).
+    """
+    if strategy not in ("fine-tune top", "full fine-tune"):
+        raise ValueError(f"strategy must be 'fine-tune top' or 'full fine-tune', got {strategy!r}")
+    model = copy.deepcopy(start)
+    if strategy == "fine-tune top":
+        fz.freeze(model, BLOCKS[:4])
+        fz.freeze_bn(model, BLOCKS[:4])  # frozen blocks keep the (adapted) statistics
+    groups = fz.discriminative_groups(model, head_lr=head_lr, factor=backbone_factor)
+    hist = fit(model, data.train, data.val if curve else None, epochs=epochs_for(steps, len(data.train), batch_size),
+               param_groups=groups, schedule="cosine", warmup_steps=5, batch_size=batch_size, seed=seed,
+               device=device, progress=False)
+    return model, hist
+
+
+def probe_start(pretrained: ResNet, data: TaskData, *, seed: int = 0, device=None) -> ResNet:
+    """Feature extraction: a copy of ``pretrained`` with BN statistics re-estimated on ``data.train``
+    (AdaBN) and a linear-probe head fit on its frozen features; the start of both fine-tuning strategies."""
+    device = get_device(device)
+    probe = adabn(pretrained, data.train, device=device)  # a copy, with the target's statistics
+    ftr, ytr = extract_features(probe, data.train, device=device)
+    probe.fc = linear_probe_head(ftr, ytr, data.num_classes, seed=seed).to(device)
+    return probe.eval()
+
+
 def run_cell(pretrained: ResNet, data: TaskData, strategies: Sequence[str] = STRATEGIES, *, steps: int = 50,
-             head_lr: float = 0.05, backbone_factor: float = 10.0, scratch_lr: float = 0.1,
-             batch_size: int = 32, seed: int = 0, device=None) -> tuple[dict, dict]:
+             scratch_steps: int | None = None, head_lr: float = 0.05, backbone_factor: float = 10.0,
+             scratch_lr: float = 0.1, batch_size: int = 32, seed: int = 0, device=None) -> tuple[dict, dict]:
     """Run ``strategies`` on one target dataset; return ``({strategy: val accuracy}, {strategy: model})``.
 
     Feature extraction fits a linear head on cached features of the adapted backbone; the two
     fine-tuning strategies start from that model, probe head included (LP-FT, Kumar et al. 2022),
-    so a fine-tuning run never starts from a random head that would distort the features.
+    so a fine-tuning run never starts from a random head that would distort the features. They
+    train for about ``steps`` optimizer steps; ``scratch`` (:func:`train_scratch`) for about
+    ``scratch_steps`` (default ``steps``): random weights need a longer budget to converge.
     """
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise ValueError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
     device = get_device(device)
-    k = data.num_classes
     accs, models = {}, {}
-    epochs = epochs_for(steps, len(data.train), batch_size)
     if any(s != "scratch" for s in strategies):
-        probe = adabn(pretrained, data.train, device=device)  # a copy, with the target's statistics
-        ftr, ytr = extract_features(probe, data.train, device=device)
-        fva, yva = extract_features(probe, data.val, device=device)
-        probe.fc = fit_linear_head(ftr, ytr, k, seed=seed).to(device)
-        with torch.no_grad():
-            accs["feature extraction"] = float((probe.fc(fva.to(device)).argmax(1).cpu() == yva).float().mean())
+        probe = probe_start(pretrained, data, seed=seed, device=device)
+        accs["feature extraction"] = evaluate(probe, data.val, device=device)["acc"]
         models["feature extraction"] = probe
     for s in strategies:
-        if s == "feature extraction":
-            continue
         if s == "scratch":
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                model = resnet_small(k, widths=pretrained.widths).to(device)
-            groups = [{"params": list(model.parameters()), "lr": scratch_lr}]
-            schedule, warmup = "onecycle", 0
+            model, _ = train_scratch(data, pretrained.widths, steps=scratch_steps or steps, lr=scratch_lr,
+                                     batch_size=batch_size, seed=seed, device=device)
+        elif s != "feature extraction":
+            model, _ = fine_tune(probe, data, s, steps=steps, head_lr=head_lr, backbone_factor=backbone_factor,
+                                 batch_size=batch_size, seed=seed, device=device)
         else:
-            model = copy.deepcopy(probe)
-            if s == "fine-tune top":
-                fz.freeze(model, BLOCKS[:4])
-                fz.freeze_bn(model, BLOCKS[:4])  # frozen blocks keep the (adapted) statistics
-            groups = fz.discriminative_groups(model, head_lr=head_lr, factor=backbone_factor)
-            schedule, warmup = "cosine", 5
-        fit(model, data.train, epochs=epochs, param_groups=groups, schedule=schedule, warmup_steps=warmup,
-            batch_size=batch_size, seed=seed, device=device, progress=False)
+            continue
         accs[s] = evaluate(model, data.val, device=device)["acc"]
         models[s] = model
     return {s: accs[s] for s in strategies}, {s: models[s] for s in strategies}
@@ -113,50 +152,85 @@ def run_cell(pretrained: ResNet, data: TaskData, strategies: Sequence[str] = STR
 
 @dataclass
 class DecisionMatrix:
-    """Accuracies ``acc[condition][size][strategy]`` of a sweep, and models kept for later use."""
+    """Accuracies of a sweep: ``runs[condition][size][strategy]`` holds one accuracy per seed,
+    ``acc[condition][size][strategy]`` their mean; models kept for later use in ``models``."""
     acc: dict = field(default_factory=dict)
+    runs: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict)
 
     def best(self) -> dict:
-        """``{condition: {size: (best strategy, margin over the runner-up)}}``."""
+        """``{condition: {size: (best strategy, mean margin over the runner-up, clear)}}``.
+
+        The best strategy has the highest mean accuracy. ``clear`` is True when it also beats the
+        runner-up on every seed (paired: both ran on the same data); otherwise the ranking
+        flips between seeds and the two are within noise. With one seed (no ``runs``), a win is
+        never called clear.
+        """
         out: dict = {}
         for cond, by_size in self.acc.items():
             out[cond] = {}
             for size, accs in by_size.items():
-                ranked = sorted(accs.items(), key=lambda kv: -kv[1])
-                out[cond][size] = (ranked[0][0], ranked[0][1] - ranked[1][1])
+                (s1, a1), (s2, a2) = sorted(accs.items(), key=lambda kv: -kv[1])[:2]
+                runs = self.runs.get(cond, {}).get(size, {})
+                clear = len(runs.get(s1, [])) > 1 and all(x > y for x, y in zip(runs[s1], runs[s2]))
+                out[cond][size] = (s1, a1 - a2, clear)
         return out
 
+    def spread(self) -> dict:
+        """``{condition: {size: {strategy: max - min over seeds}}}`` (0 for one seed)."""
+        return {c: {n: {s: round(max(v) - min(v), 4) for s, v in a.items()} for n, a in bs.items()}
+                for c, bs in self.runs.items()}
+
     def table(self) -> dict:
-        """A compact, glue-able summary: ``{"<condition> | <size>/class": "<best> (+margin)"}``."""
-        return {f"{cond} | {size}/class": f"{SHORT_NAMES[s]} (+{m:.3f})"
-                for cond, by_size in self.best().items() for size, (s, m) in by_size.items()}
+        """A glue-able table, one row per cell: the winner, its mean accuracy, its margin and whether it is clear."""
+        return {f"{cond}, {size} per class": {
+                    "best (mean over seeds)": SHORT_NAMES[s], "accuracy": f"{self.acc[cond][size][s]:.1%}",
+                    "margin over the runner-up": f"{100 * m:.1f} points",
+                    "ahead on every seed": "yes" if clear else "no (within noise)"}
+                for cond, by_size in self.best().items() for size, (s, m, clear) in by_size.items()}
 
     def gain(self, better: str, worse: str) -> dict:
-        """``{condition: {size: acc[better] - acc[worse]}}``, e.g. what full fine-tuning adds to a probe."""
+        """``{condition: {size: acc[better] - acc[worse]}}`` (means), e.g. what full fine-tuning adds to a probe."""
         return {cond: {size: round(a[better] - a[worse], 4) for size, a in by_size.items()}
                 for cond, by_size in self.acc.items()}
 
+    def gain_runs(self, better: str, worse: str) -> dict:
+        """``{condition: {size: [acc[better] - acc[worse] per seed]}}``: the paired differences behind :meth:`gain`."""
+        return {cond: {size: [round(x - y, 4) for x, y in zip(a[better], a[worse])] for size, a in by_size.items()}
+                for cond, by_size in self.runs.items()}
 
-def decision_matrix(pretrained: ResNet, make_data: Callable[[str, int], TaskData], conditions: Sequence[str],
-                    sizes: Sequence[int], strategies: Sequence[str] = STRATEGIES, *, keep: Sequence[tuple] = (),
-                    progress: bool = True, **run_kw) -> DecisionMatrix:
-    """Run every strategy for every (condition, training images per class) cell.
 
-    ``make_data(condition, n_per_class)`` builds a cell's data. Models of ``keep`` entries,
-    ``(condition, size, strategy)``, are kept in ``result.models`` (e.g. for CKA). Results live in
-    this run only; nothing is cached on disk.
+def decision_matrix(pretrained: ResNet, make_data: Callable[[str, int, int], TaskData], conditions: Sequence[str],
+                    sizes: Sequence[int], strategies: Sequence[str] = STRATEGIES, *, seeds: Sequence[int] = (0,),
+                    steps: int | Mapping[int, int] = 50, scratch_steps: int | Mapping[int, int] | None = None,
+                    keep: Sequence[tuple] = (), progress: bool = True, **run_kw) -> DecisionMatrix:
+    """Run every strategy for every (condition, training images per class) cell, once per seed.
+
+    ``make_data(condition, n_per_class, seed)`` builds a cell's data; the seed also sets the
+    initialisation and the shuffling, so the seeds measure the spread of the whole experiment.
+    ``steps`` and ``scratch_steps`` (see :func:`run_cell`) are one budget or ``{size: budget}``.
+    Models of ``keep`` entries, ``(condition, size, strategy)``, are kept (first seed) in
+    ``result.models`` (e.g. for CKA). Results live in this run only; nothing is cached on disk.
     """
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown or len(strategies) < 2:
         raise ValueError(f"give at least two strategies from {', '.join(STRATEGIES)}; unknown: {unknown}")
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"give one or more distinct seeds, got {seeds}")
     keep = set(keep)
     result = DecisionMatrix()
-    cells = [(c, n) for c in conditions for n in sizes]
-    for cond, n in tqdm(cells, desc="decision matrix", disable=not progress, leave=False):
-        accs, models = run_cell(pretrained, make_data(cond, n), strategies, **run_kw)
-        result.acc.setdefault(cond, {})[n] = {s: round(a, 4) for s, a in accs.items()}
+    cells = [(c, n, sd) for c in conditions for n in sizes for sd in seeds]
+    for cond, n, sd in tqdm(cells, desc="decision matrix", disable=not progress, leave=False):
+        budget = {"steps": steps, "scratch_steps": scratch_steps}
+        budget = {k: (v[n] if isinstance(v, Mapping) else v) for k, v in budget.items()}
+        accs, models = run_cell(pretrained, make_data(cond, n, sd), strategies, seed=sd, **budget, **run_kw)
+        runs = result.runs.setdefault(cond, {}).setdefault(n, {})
+        for s, a in accs.items():
+            runs.setdefault(s, []).append(round(a, 4))
         for s, model in models.items():
-            if (cond, n, s) in keep:
+            if (cond, n, s) in keep and sd == seeds[0]:
                 result.models[(cond, n, s)] = model
+    result.acc = {c: {n: {s: round(sum(v) / len(v), 4) for s, v in a.items()} for n, a in bs.items()}
+                  for c, bs in result.runs.items()}
     return result
