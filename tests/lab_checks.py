@@ -191,7 +191,7 @@ def check_strategies(g: dict, profile: str) -> None:
 
     chance = g["chance"]
     acc = g["acc_by_size_and_strategy"]
-    assert set(acc) == {"feature extraction", "top blocks", "full fine-tuning", "from scratch"}, acc
+    assert set(acc) == {"feature extraction", "fine-tune top", "full fine-tune", "scratch"}, acc
     assert all(set(v) == set(g["sizes"]) for v in acc.values()), acc
     # transfer clearly beats scratch with little data; scratch improves with data and (full) catches up
     assert g["transfer_gain_smallest"] >= 0.3, g["transfer_gain_smallest"]
@@ -199,7 +199,7 @@ def check_strategies(g: dict, profile: str) -> None:
     assert g["scratch_acc_largest"] >= g["scratch_acc_smallest"] + 0.3, (g["scratch_acc_smallest"], g["scratch_acc_largest"])
     if profile == "full":
         assert g["scratch_acc_largest"] >= g["fe_acc_largest"] - 0.05, (g["scratch_acc_largest"], g["fe_acc_largest"])
-    assert g["trainable_params_by_strategy"]["feature extraction"] * 20 < g["trainable_params_by_strategy"]["top blocks"]
+    assert g["trainable_params_by_strategy"]["feature extraction"] * 20 < g["trainable_params_by_strategy"]["fine-tune top"]
     # the probe: fine-tuning after it is never much worse, and within a few points at most sizes
     gains = [v["gain"] for v in g["probe_vs_finetune"].values()]
     assert g["probe_gain_min"] == min(gains) >= -0.04, gains

@@ -151,27 +151,33 @@ def test_feature_mmd_separates_a_shift_from_a_resample():
 
 # --------------------------------------------------------------------------- strategies and probe head
 
-def test_linear_probe_head_reproduces_the_probe():
+def test_linear_probe_head_reads_raw_features_and_ignores_constant_ones():
     g = torch.Generator().manual_seed(0)
     y = torch.arange(90) % 3
     centres = torch.randn(3, 6, generator=g) * 3
     x = centres[y] + torch.randn(90, 6, generator=g) + 5.0      # offset and scale: the folding must handle them
-    head = shift.linear_probe_head(x[:60], y[:60], 3, epochs=100)
-    acc_head = (head(x[60:]).argmax(1) == y[60:]).float().mean().item()
-    acc_probe = shift.linear_probe(x[:60], y[:60], x[60:], y[60:], epochs=100)
-    assert isinstance(head, nn.Linear) and head.out_features == 3
-    assert acc_head == pytest.approx(acc_probe) and acc_head > 0.9
+    x = torch.cat([x, torch.full((90, 1), 7.0)], 1)              # a dead channel: constant on the training set
+    head = shift.linear_probe_head(x[:60], y[:60], 3, seed=0)
+    assert isinstance(head, nn.Linear) and head.weight.shape == (3, 7)
+    assert (head(x[60:]).argmax(1) == y[60:]).float().mean().item() > 0.9
+    assert torch.equal(head.weight[:, -1], torch.zeros(3)), "a constant feature must get zero weight"
+    again = shift.linear_probe_head(x[:60], y[:60], 3, seed=0)
+    assert torch.equal(head.weight, again.weight) and torch.equal(head.bias, again.bias)
+    acc = shift.linear_probe(x[:60], y[:60], x[60:], y[60:], seed=0)
+    assert acc == (head(x[60:]).argmax(1) == y[60:]).float().mean().item(), "linear_probe scores linear_probe_head"
+    with pytest.raises(ValueError, match="num_classes"):
+        shift.linear_probe_head(x[:60], y[:60], 2)
 
 
 def test_apply_strategy_sets_trainable_blocks_and_bn_modes():
     model = models.load_pretrained()
     assert freeze.trainable_blocks(freeze.apply_strategy(model, "feature extraction")) == ["fc"]
     assert all(isinstance(m, freeze.EvalBatchNorm2d) for _, m in freeze.bn_layers(model))
-    freeze.apply_strategy(model, "top blocks")
-    assert freeze.trainable_blocks(model) == ["layer3", "layer4", "fc"]
+    freeze.apply_strategy(model, "fine-tune top")
+    assert freeze.trainable_blocks(model) == ["layer4", "fc"]
     frozen_bn = {n for n, m in freeze.bn_layers(model) if isinstance(m, freeze.EvalBatchNorm2d)}
-    assert frozen_bn == {n for n, _ in freeze.bn_layers(model, ["conv1", "layer1", "layer2"])}
-    freeze.apply_strategy(model, "full fine-tuning", freeze_bn_stats=True)
+    assert frozen_bn == {n for n, _ in freeze.bn_layers(model, ["conv1", "layer1", "layer2", "layer3"])}
+    freeze.apply_strategy(model, "full fine-tune", freeze_bn_stats=True)
     assert freeze.trainable_blocks(model) == list(models.BLOCKS)
     assert all(isinstance(m, freeze.EvalBatchNorm2d) for _, m in freeze.bn_layers(model))
     with pytest.raises(ValueError, match="unknown strategy"):

@@ -6,6 +6,8 @@
   both fine-tuning strategies start from the feature-extraction head (LP-FT);
 * ``scratch``: the same architecture from random weights.
 
+The names and the blocks each strategy trains are defined once, in :data:`tlutils.freeze.STRATEGIES`.
+
 Every pretrained strategy starts from the backbone with its BatchNorm statistics re-estimated
 on the target's own training images (:func:`tlutils.shift.adabn`): the head is then trained with
 the statistics of the domain it will serve, so strategies differ only in *which weights* adapt.
@@ -25,11 +27,12 @@ from tqdm.auto import tqdm
 
 from . import freeze as fz
 from .models import BLOCKS, ResNet, resnet_small
-from .shift import adabn, extract_features
+from .shift import adabn, extract_features, linear_probe_head
 from .train import evaluate, fit, get_device
 from .world import TaskData
 
-STRATEGIES = ("feature extraction", "fine-tune top", "full fine-tune", "scratch")
+STRATEGIES = (*fz.STRATEGIES, fz.SCRATCH)
+"""Every strategy name, the scratch baseline last."""
 SHORT_NAMES = {"feature extraction": "FE", "fine-tune top": "FT top", "full fine-tune": "FT all", "scratch": "scratch"}
 
 
@@ -38,30 +41,6 @@ def epochs_for(steps: int, n_train: int, batch_size: int) -> int:
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     return max(1, round(steps / math.ceil(n_train / batch_size)))
-
-
-def fit_linear_head(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, epochs: int = 200,
-                    lr: float = 0.05, weight_decay: float = 1e-4, seed: int = 0) -> nn.Linear:
-    """A linear classifier (multinomial logistic regression) on cached features, as an ``nn.Linear``.
-
-    Fit full-batch with Adam on the raw features, so it can serve directly as a model's ``fc``.
-    (Standardising the features first would fit as well, but folding the standardisation into
-    the weights makes them larger, and a fine-tuning run that starts from such a head distorts
-    the backbone more.)
-    """
-    if len(feats) != len(labels) or len(feats) < 2:
-        raise ValueError("need at least two feature vectors, one label each")
-    g = torch.Generator().manual_seed(seed)
-    head = nn.Linear(feats.shape[1], num_classes)
-    with torch.no_grad():
-        head.weight.copy_(torch.randn(num_classes, feats.shape[1], generator=g) * 0.01)
-        head.bias.zero_()
-    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
-    for _ in range(epochs):
-        opt.zero_grad()
-        nn.functional.cross_entropy(head(feats), labels).backward()
-        opt.step()
-    return head
 
 
 def run_cell(pretrained: ResNet, data: TaskData, strategies: Sequence[str] = STRATEGIES, *, steps: int = 50,
@@ -84,7 +63,7 @@ def run_cell(pretrained: ResNet, data: TaskData, strategies: Sequence[str] = STR
         probe = adabn(pretrained, data.train, device=device)  # a copy, with the target's statistics
         ftr, ytr = extract_features(probe, data.train, device=device)
         fva, yva = extract_features(probe, data.val, device=device)
-        probe.fc = fit_linear_head(ftr, ytr, k, seed=seed).to(device)
+        probe.fc = linear_probe_head(ftr, ytr, k, seed=seed).to(device)
         with torch.no_grad():
             accs["feature extraction"] = float((probe.fc(fva.to(device)).argmax(1).cpu() == yva).float().mean())
         models["feature extraction"] = probe
