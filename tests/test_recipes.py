@@ -35,7 +35,17 @@ def test_lr_find_restores_the_model_and_suggests_below_the_minimum(data):
     assert r.lrs[0] == pytest.approx(1e-4)
     assert r.min_lr == r.lrs[min(range(len(r.losses)), key=r.losses.__getitem__)]
     assert r.suggestion == pytest.approx(r.min_lr / 10), "default rule: a tenth of the LR at the minimum"
-    assert r.steepest_lr <= r.min_lr
+    ema, smoothed = 0.0, []                       # fastai's smoothing: a bias-corrected moving average
+    for i, raw in enumerate(r.raw_losses):
+        ema = 0.9 * ema + 0.1 * raw
+        smoothed.append(ema / (1 - 0.9 ** (i + 1)))
+    assert r.losses == pytest.approx(smoothed, rel=1e-9)
+    i_min = r.lrs.index(r.min_lr)
+    if i_min >= 2:                                # steepest: the most negative slope per decade up to the minimum
+        x, y = [math.log10(v) for v in r.lrs[:i_min + 1]], r.losses[:i_min + 1]
+        slopes = [(y[min(i + 1, i_min)] - y[max(i - 1, 0)]) / (x[min(i + 1, i_min)] - x[max(i - 1, 0)])
+                  for i in range(i_min + 1)]
+        assert slopes[r.lrs.index(r.steepest_lr)] == pytest.approx(min(slopes), rel=1e-6)
 
 
 def test_lr_find_stops_when_the_loss_diverges(data):
@@ -58,6 +68,39 @@ def test_steepest_index_finds_the_fastest_fall():
     losses = [2.3, 2.3, 2.29, 2.2, 1.6, 1.0, 0.9, 0.85, 0.8, 0.9, 1.5, 3.0]
     i = train._steepest_index(lrs, losses, upto=8)
     assert i in (4, 5), i
+
+
+# --------------------------------------------------------------------------- 1cycle: learning rate and momentum
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_onecycle_cycles_momentum_against_the_learning_rate(data, optimizer):
+    class Record(train.Callback):
+        def __init__(self):
+            self.lr, self.mom = [], []
+
+        def on_step_end(self, state):
+            g = state.optimizer.param_groups[0]
+            self.lr.append(g["lr"])
+            self.mom.append(g["betas"][0] if optimizer == "adam" else g["momentum"])
+
+    rec = Record()
+    train.fit(small_model(), data.train, epochs=4, lr=0.01, optimizer=optimizer, schedule="onecycle",
+              cycle_momentum=(0.95, 0.85), batch_size=8, callbacks=[rec], progress=False)
+    n = len(rec.lr)
+    assert n == 4 * math.ceil(len(data.train) / 8)
+    peak = max(range(n), key=rec.lr.__getitem__)
+    assert rec.mom[0] == pytest.approx(0.95) and min(rec.mom) == pytest.approx(0.85, abs=1e-3)
+    assert min(range(n), key=rec.mom.__getitem__) == peak, "momentum is lowest where the learning rate peaks"
+    assert rec.mom[-1] > 0.94 and rec.lr[-1] < 0.01 * max(rec.lr)
+    assert all(b <= a for a, b in zip(rec.mom[:peak], rec.mom[1:peak + 1])), "momentum falls while the LR rises"
+    plain = Record()
+    train.fit(small_model(), data.train, epochs=1, lr=0.01, optimizer=optimizer, schedule="onecycle", batch_size=8,
+              callbacks=[plain], progress=False)
+    assert len(set(plain.mom)) == 1, "without cycle_momentum the momentum stays constant"
+    with pytest.raises(ValueError, match="onecycle"):
+        train.fit(small_model(), data.train, epochs=1, lr=0.01, cycle_momentum=(0.95, 0.85), progress=False)
+    with pytest.raises(ValueError, match="low"):
+        train.onecycle_momentum(0, 10, high=0.85, low=0.95)
 
 
 # --------------------------------------------------------------------------- imbalance and recall
