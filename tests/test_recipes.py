@@ -258,3 +258,20 @@ def test_flipshift_keeps_content_and_blur_removes_texture():
         world.Blur(0)
     with pytest.raises(ValueError):
         world.FlipShift(max_shift=-1)
+
+
+# --------------------------------------------------------------------------- comparisons over seeds
+
+def test_verdict_needs_ranges_that_do_not_overlap():
+    from tlutils.strategies import AS_WORDS, as_points, points, spread, verdict
+    assert verdict([0.9, 0.92, 0.95], [0.80, 0.85, 0.89]) == "above"
+    assert verdict([0.80, 0.85, 0.89], [0.9, 0.92, 0.95]) == "below"
+    assert verdict([0.9, 0.92, 0.95], [0.80, 0.85, 0.91]) == "within noise", "one seed overlaps: no verdict"
+    assert verdict([0.5], [0.4]) == "above", "one seed each: any difference counts"
+    assert set(AS_WORDS) == {"above", "within noise", "below"}
+    assert spread([0.9, 0.8, 1.0]) == "90.0% (80.0%\u2013100.0%)" and spread([0.5]) == "50.0%"
+    assert points([0.02, -0.01, 0.05]) == "+2.0 (-1.0 to +5.0) points"
+    assert as_points(0.021) == "2.1 points above" and as_points(-0.015, "more", "less") == "1.5 points less"
+    assert as_points(0.0004) == "level with"
+    with pytest.raises(ValueError):
+        verdict([], [0.5])

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from . import freeze as fz
@@ -41,6 +40,58 @@ def epochs_for(steps: int, n_train: int, batch_size: int) -> int:
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     return max(1, round(steps / math.ceil(n_train / batch_size)))
+
+
+VERDICTS = ("above", "within noise", "below")
+
+
+def verdict(a: Sequence[float], b: Sequence[float]) -> str:
+    """Compare two results measured over seeds: ``"above"``, ``"below"`` or ``"within noise"``.
+
+    ``a`` is ``"above"`` ``b`` only when every seed of ``a`` beats every seed of ``b`` (their
+    min-max ranges do not overlap), ``"below"`` the other way round, and ``"within noise"``
+    when the ranges overlap. With one seed each there is no spread to judge by: any
+    difference counts.
+    """
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError("verdict needs at least one value on each side")
+    if min(a) > max(b):
+        return "above"
+    if max(a) < min(b):
+        return "below"
+    return "within noise"
+
+
+AS_WORDS = {"above": "above", "within noise": "within the seed-to-seed spread of", "below": "below"}
+"""A :func:`verdict` as the words of a sentence ("A was ... B")."""
+
+
+def spread(values: Sequence[float], fmt: str = ".1%") -> str:
+    """``"mean (min-max)"`` of one result over seeds, e.g. ``"91.2% (89.0-93.4%)"``, for a table."""
+    if len(values) == 0:
+        raise ValueError("spread needs at least one value")
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return format(mean, fmt)
+    return f"{mean:{fmt}} ({min(values):{fmt}}\u2013{max(values):{fmt}})"
+
+
+def as_points(diff: float, above: str = "above", below: str = "below") -> str:
+    """A signed difference of accuracies (a fraction) in words: ``"2.0 points above"``, ``"1.5 points below"``."""
+    p = round(100 * diff, 1)
+    if p == 0:
+        return "level with"
+    return f"{abs(p):.1f} points {above if p > 0 else below}"
+
+
+def points(values: Sequence[float]) -> str:
+    """A difference of accuracies over seeds in percentage points: ``"+2.1 (-0.5 to +4.0) points"``."""
+    if len(values) == 0:
+        raise ValueError("points needs at least one value")
+    mean = 100 * sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:+.1f} points"
+    return f"{mean:+.1f} ({100 * min(values):+.1f} to {100 * max(values):+.1f}) points"
 
 
 def run_cell(pretrained: ResNet, data: TaskData, strategies: Sequence[str] = STRATEGIES, *, steps: int = 50,
