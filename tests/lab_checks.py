@@ -209,42 +209,89 @@ EXTRA_SEEDS["strategies"] = [1]
 
 
 def check_strategies(g: dict, profile: str) -> None:
-    import math
+    from tlutils.strategies import AS_WORDS, STRATEGIES, verdict
 
-    chance = g["chance"]
+    chance, n, sizes = g["chance"], g["n_seeds"], g["sizes"]
+    small, large = min(sizes), max(sizes)
+    assert n >= (3 if profile == "full" else 2), n
     acc = g["acc_by_size_and_strategy"]
-    assert set(acc) == {"feature extraction", "top blocks", "full fine-tuning", "from scratch"}, acc
-    assert all(set(v) == set(g["sizes"]) for v in acc.values()), acc
-    # transfer clearly beats scratch with little data; scratch improves with data and (full) catches up
-    assert g["transfer_gain_smallest"] >= 0.3, g["transfer_gain_smallest"]
-    assert g["fe_acc_smallest"] >= g["scratch_acc_smallest"] + 0.3, (g["fe_acc_smallest"], g["scratch_acc_smallest"])
-    assert g["scratch_acc_largest"] >= g["scratch_acc_smallest"] + 0.3, (g["scratch_acc_smallest"], g["scratch_acc_largest"])
-    if profile == "full":
-        assert g["scratch_acc_largest"] >= g["fe_acc_largest"] - 0.05, (g["scratch_acc_largest"], g["fe_acc_largest"])
-    assert g["trainable_params_by_strategy"]["feature extraction"] * 20 < g["trainable_params_by_strategy"]["top blocks"]
-    # the probe: fine-tuning after it is never much worse, and within a few points at most sizes
-    gains = [v["gain"] for v in g["probe_vs_finetune"].values()]
-    assert g["probe_gain_min"] == min(gains) >= -0.04, gains
-    assert sum(abs(x) <= 0.05 for x in gains) >= len(gains) / 2, gains
+    assert list(acc) == list(STRATEGIES) and all(sorted(v) == sorted(sizes) for v in acc.values()), acc
+    assert all(len(runs) == n for v in acc.values() for runs in v.values()), acc
+
+    def said(name, a, b):   # a glued verdict (and its words) is the one the seeds give
+        v = verdict(a, b)
+        assert g[name] == v and g[f"{name}_words"] == AS_WORDS[v], (name, g[name], a, b)
+        return v
+
+    # transfer beats scratch with little data, at every seed and by a wide margin
+    assert said("fe_vs_scratch_smallest", acc["feature extraction"][small], acc["scratch"][small]) == "above"
+    assert g["fe_minus_scratch_smallest_points"] >= 30, g["fe_minus_scratch_smallest_points"]
+    said("scratch_vs_fe_largest", acc["scratch"][large], acc["feature extraction"][large])
+    gap = {m: sum(acc["feature extraction"][m]) / n - sum(acc["scratch"][m]) / n for m in (small, large)}
+    assert gap[large] <= gap[small] - 0.2, gap                          # "the gap closes fast as the data grows"
+    # scratch's budget was enough: twice the steps changes its accuracy by no more than the seeds' spread (or 3 points)
+    for size, c in g["scratch_control"].items():
+        assert abs(c["twice the budget"] - c["budget"]) <= max(0.03, c["spread over seeds"]), (size, c)
+    # crossovers, as the seeds give them
+    for pair, text in g["crossovers"].items():
+        a, b = pair.split(" vs ")
+        start = next((s for i, s in enumerate(sizes) if all(verdict(acc[a][m], acc[b][m]) != "below" for m in sizes[i:])), None)
+        assert text == (f"from {start} per class" if start is not None else "not within the sizes tried"), (pair, text)
+    # fine-tuning after the probe: the counts the chapter gives
+    vs = [verdict(acc[st][m], acc["feature extraction"][m]) for st in ("fine-tune top", "full fine-tune") for m in sizes]
+    assert g["n_ft_comparisons"] == len(vs) == 2 * len(sizes)
+    assert (g["n_ft_above_probe"], g["n_ft_within_noise_of_probe"], g["n_ft_below_probe"]) == (
+        vs.count("above"), vs.count("within noise"), vs.count("below")), vs
+    # "did not always beat the probe"; "with little data the probe is often as good as fine-tuning"
+    assert g["n_ft_above_probe"] <= g["n_ft_comparisons"] / 2, vs
+    # cost: feature extraction trains the head only
+    params = g["trainable_params_by_strategy"]
+    assert params["feature extraction"] * 20 < params["fine-tune top"] < params["full fine-tune"], params
     # head design: pooling for "what", flatten for "where"
     hd = g["head_design"]
-    assert hd["target_a"]["global average pooling"] > hd["target_a"]["flatten"], hd
-    assert hd["dissimilar"]["flatten"] > hd["dissimilar"]["global average pooling"], hd
-    # LR range test: suggestion is min/10, steepest is below the minimum; training at the minimum collapses
-    assert math.isclose(g["lr_finder_suggestion"], g["lr_finder_min"] / 10, rel_tol=0.06), (g["lr_finder_suggestion"], g["lr_finder_min"])
-    assert g["lr_finder_steepest"] <= g["lr_finder_min"]
-    assert g["acc_at_loss_minimum"] <= chance + 0.2, g["acc_at_loss_minimum"]
-    assert g["acc_at_loss_minimum"] <= g["onecycle_acc"] - 0.5, (g["acc_at_loss_minimum"], g["onecycle_acc"])
-    assert g["onecycle_acc"] >= 0.85 and g["onecycle_acc"] >= g["constant_acc"] - 0.01, g["onecycle_vs_constant"]
-    # preprocessing
-    assert g["wrong_norm_cost_imagenet"] >= 0.03, g["wrong_norm_cost"]
-    assert g["wrong_norm_cost_none"] >= 0.3, g["wrong_norm_cost"]
-    assert abs(g["wrong_norm_cost_own"]) <= 0.03, g["wrong_norm_cost"]
-    assert g["serve_acc_none"] <= chance + 0.05, g["serve_mismatch_acc"]
+    said("pool_vs_flatten_target_a", hd["target_a"]["global average pooling"], hd["target_a"]["flatten"])
+    said("flatten_vs_pool_dissimilar", hd["dissimilar"]["flatten"], hd["dissimilar"]["global average pooling"])
+    assert g["pool_vs_flatten_target_a"] != "below" and g["flatten_vs_pool_dissimilar"] == "above", hd
+    # preprocessing: the wrong statistics cost accuracy, raw pixels most; the task's own statistics cost little
+    acc_norm = g["probe_acc_by_norm"]
+    right = acc_norm["pretrained (model card)"]
+    for short, name in (("imagenet", "ImageNet statistics"), ("none", "none (raw pixels)"), ("own", "own dataset statistics")):
+        said(f"wrong_norm_{short}_vs_right", acc_norm[name], right)
+    assert g["wrong_norm_imagenet_vs_right"] == g["wrong_norm_none_vs_right"] == "below", acc_norm
+    assert g["wrong_norm_cost_none_points"] >= 30 and g["wrong_norm_cost_imagenet_points"] >= 3, g["wrong_norm_cost"]
+    assert abs(g["wrong_norm_cost_own_points"]) <= 3, g["wrong_norm_cost"]
+    assert g["serve_acc_none"] <= chance + 0.05, g["serve_mismatch_acc"]                 # "chance for ten classes"
     assert g["serve_acc_imagenet"] <= g["serve_acc_right"] - 0.2, g["serve_mismatch_acc"]
-    # augmentation: flips and shifts help, a strong blur destroys the texture signal
-    assert g["aug_gain_flipshift"] > 0, g["augmentation_acc"]
-    assert g["aug_cost_blur"] >= 0.2, g["augmentation_acc"]
+    # LR range test after the probe (BN frozen): fastai's rule picks below the minimum
+    for f_min, f_sug in zip(g["lr_finder_min"], g["lr_finder_suggestion"]):
+        assert f_sug < f_min, (f_min, f_sug)
+    res = g["lr_results"]
+    said("onecycle_vs_constant_suggestion", res["1cycle at the suggestion"]["target"], res["constant at the suggestion"]["target"])
+    said("onecycle_vs_constant_minimum", res["1cycle at the loss minimum"]["target"], res["constant at the loss minimum"]["target"])
+    said("minimum_vs_suggestion_constant", res["constant at the loss minimum"]["target"], res["constant at the suggestion"]["target"])
+    said("minimum_vs_suggestion_source", res["constant at the loss minimum"]["source"], res["constant at the suggestion"]["source"])
+    # after the probe the curve has no valley; at the suggestion no run loses the source task; at the same
+    # peak, 1cycle never does worse than the constant rate (paired by seed, within 2 points)
+    assert g["lr_finder_max_loss_drop"] <= 0.5, g["lr_finder_loss_drop"]
+    start_lr = 1e-5                                                      # the lab's lr_find(start_lr=...)
+    assert any(m <= 1.5 * start_lr for m in g["lr_finder_min"]), g["lr_finder_min"]   # "at or next to the first rate"
+    src0 = g["source_acc_pretrained"]
+    at_sugg = [a for name, r in res.items() if "suggestion" in name for a in r["source"]]
+    assert g["lr_source_lowest_at_suggestion"] == min(at_sugg) >= src0 - 0.02, (res, src0)
+    for rate in ("suggestion", "loss minimum"):
+        one, const = res[f"1cycle at the {rate}"], res[f"constant at the {rate}"]
+        assert all(o >= c - 0.02 for o, c in zip(one["target"], const["target"])), (rate, one, const)
+    for sched, key in (("constant", "constant"), ("1cycle", "onecycle")):
+        r = res[f"{sched} at the loss minimum"]
+        assert g[f"lr_minimum_{key}_lowest_target"] == min(r["target"]) and g[f"lr_minimum_{key}_lowest_source"] == min(r["source"])
+    # augmentation with BN frozen: the blur's cost is the augmentation's own
+    aa = g["augmentation_acc"]
+    said("flipshift_vs_none", aa["flip + shift, BN frozen"], aa["none, BN frozen"])
+    said("blur_vs_none", aa["strong blur, BN frozen"], aa["none, BN frozen"])
+    said("blur_vs_none_bn_train", aa["strong blur, BN in train mode"], aa["none, BN in train mode"])
+    assert g["blur_vs_none"] == "below" and g["aug_cost_blur_points"] >= 10, aa
+    # "BN in train mode already costs accuracy without any augmentation"
+    assert verdict(aa["none, BN in train mode"], aa["none, BN frozen"]) == "below", aa
     # imbalance: plain training ignores the rare classes; weighted sampling recovers part of them
     assert g["frequent_recall_plain"] >= 0.85 and g["rare_recall_plain"] <= 0.25, g["imbalance_recall"]
     assert g["rare_recall_plain"] <= g["frequent_recall_plain"] - 0.6, g["imbalance_recall"]
@@ -254,6 +301,5 @@ def check_strategies(g: dict, profile: str) -> None:
     assert g["mmd_shifted"] >= g["mmd_clean"] + 0.05 and g["mmd_p_shifted"] <= 0.05 < g["mmd_p_clean"], g["monitoring"]
     assert g["entropy_clean"] < g["entropy_shifted"] <= 0.2, g["monitoring"]
     assert g["acc_shifted_incoming"] <= g["acc_clean_incoming"] - 0.3, g["monitoring"]
-    assert isinstance(g["seconds_by_strategy"], str) and "feature extraction" in g["seconds_by_strategy"]
-    for fig in ("fig_sizes", "fig_cost", "fig_lr_find", "fig_onecycle", "fig_recall"):
+    for fig in ("fig_sizes", "fig_scratch_curve", "fig_cost", "fig_lr_find", "fig_onecycle", "fig_recall"):
         assert g[fig] == "figure", fig

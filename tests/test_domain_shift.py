@@ -122,7 +122,7 @@ def classifier_and_data(pretrained):
     data = world.load_task("target_a", 10, 8, seed=0)
     model = copy.deepcopy(pretrained)
     ftr, ytr = shift.extract_features(model, data.train)
-    model.fc = strategies.fit_linear_head(ftr, ytr, data.num_classes)
+    model.fc = shift.linear_probe_head(ftr, ytr, data.num_classes)
     ref, _ = shift.extract_features(model, world.WorldDataset("target_a", 80, "test", seed=0))
     return model.eval(), data, ref
 
@@ -153,19 +153,19 @@ def test_severity_sweep_shares_severity_zero_and_bandwidth(classifier_and_data):
 
 # --------------------------------------------------------------------------- strategies
 
-def test_fit_linear_head_learns_separable_classes_deterministically():
+def test_linear_probe_head_learns_separable_classes_deterministically():
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(60) % 3
     feats = torch.randn(60, 5, generator=g) + labels[:, None].float() * 3
-    head = strategies.fit_linear_head(feats, labels, 3, seed=1)
-    again = strategies.fit_linear_head(feats, labels, 3, seed=1)
+    head = shift.linear_probe_head(feats, labels, 3, seed=1)
+    again = shift.linear_probe_head(feats, labels, 3, seed=1)
     assert isinstance(head, torch.nn.Linear) and head.weight.shape == (3, 5)
     assert torch.equal(head.weight, again.weight)
     assert float((head(feats).argmax(1) == labels).float().mean()) > 0.9
-    untrained = strategies.fit_linear_head(feats, labels, 3, epochs=0)
+    untrained = shift.linear_probe_head(feats, labels, 3, epochs=0)
     assert float((untrained(feats).argmax(1) == labels).float().mean()) < 0.7
     with pytest.raises(ValueError):
-        strategies.fit_linear_head(feats[:1], labels[:1], 3)
+        shift.linear_probe_head(feats[:1], labels[:1], 3)
 
 
 def test_run_cell_strategies_and_what_they_train(pretrained):

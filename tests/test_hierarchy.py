@@ -57,7 +57,7 @@ def test_orientation_classes_and_determinism():
 
 @pytest.mark.parametrize("k", [0, 2, 5])
 def test_transfer_blocks_copies_exactly_the_first_k_and_freezes_them(pretrained, k):
-    net = models.transfer_blocks(pretrained, k, 7, freeze=True, seed=0)
+    net = hierarchy.transfer_blocks(pretrained, k, 7, freeze=True, seed=0)
     assert net.fc.out_features == 7
     backbone = models.BLOCKS[:-1]
     for i, b in enumerate(backbone):
@@ -70,14 +70,14 @@ def test_transfer_blocks_copies_exactly_the_first_k_and_freezes_them(pretrained,
 
 
 def test_transfer_blocks_fine_tune_mode_and_seed(pretrained):
-    a = models.transfer_blocks(pretrained, 3, 5, freeze=False, seed=4)
-    b = models.transfer_blocks(pretrained, 3, 5, freeze=False, seed=4)
-    c = models.transfer_blocks(pretrained, 3, 5, freeze=False, seed=5)
+    a = hierarchy.transfer_blocks(pretrained, 3, 5, freeze=False, seed=4)
+    b = hierarchy.transfer_blocks(pretrained, 3, 5, freeze=False, seed=4)
+    c = hierarchy.transfer_blocks(pretrained, 3, 5, freeze=False, seed=5)
     assert all(p.requires_grad for p in a.parameters())
     assert _same_block(a, b, "layer4") and not _same_block(a, c, "layer4")
     assert _same_block(a, c, "layer2")  # copied blocks do not depend on the seed
     with pytest.raises(ValueError, match="k must be an int from 0"):
-        models.transfer_blocks(pretrained, 6, 5)
+        hierarchy.transfer_blocks(pretrained, 6, 5)
 
 
 def test_transfer_run_trains_only_what_it_should(pretrained):
@@ -94,13 +94,13 @@ def test_transfer_run_trains_only_what_it_should(pretrained):
 
 
 def test_transfer_groups_learning_rates(pretrained):
-    net = models.transfer_blocks(pretrained, 3, 5, freeze=False)
+    net = hierarchy.transfer_blocks(pretrained, 3, 5, freeze=False)
     groups = {g["name"]: g for g in hierarchy.transfer_groups(net, 3, 0.1, 0.1)}
     assert math.isclose(groups["new"]["lr"], 0.1) and math.isclose(groups["transferred"]["lr"], 0.01)
     n_copied = sum(p.numel() for b in models.BLOCKS[:3] for p in freeze.block_parameters(net, b))
     assert sum(p.numel() for p in groups["transferred"]["params"]) == n_copied
     assert sum(p.numel() for g in groups.values() for p in g["params"]) == sum(p.numel() for p in net.parameters())
-    frozen = models.transfer_blocks(pretrained, 3, 5, freeze=True)
+    frozen = hierarchy.transfer_blocks(pretrained, 3, 5, freeze=True)
     assert [g["name"] for g in hierarchy.transfer_groups(frozen, 3, 0.1)] == ["new"]
 
 

@@ -35,7 +35,17 @@ def test_lr_find_restores_the_model_and_suggests_below_the_minimum(data):
     assert r.lrs[0] == pytest.approx(1e-4)
     assert r.min_lr == r.lrs[min(range(len(r.losses)), key=r.losses.__getitem__)]
     assert r.suggestion == pytest.approx(r.min_lr / 10), "default rule: a tenth of the LR at the minimum"
-    assert r.steepest_lr <= r.min_lr
+    ema, smoothed = 0.0, []                       # fastai's smoothing: a bias-corrected moving average
+    for i, raw in enumerate(r.raw_losses):
+        ema = 0.9 * ema + 0.1 * raw
+        smoothed.append(ema / (1 - 0.9 ** (i + 1)))
+    assert r.losses == pytest.approx(smoothed, rel=1e-9)
+    i_min = r.lrs.index(r.min_lr)
+    if i_min >= 2:                                # steepest: the most negative slope per decade up to the minimum
+        x, y = [math.log10(v) for v in r.lrs[:i_min + 1]], r.losses[:i_min + 1]
+        slopes = [(y[min(i + 1, i_min)] - y[max(i - 1, 0)]) / (x[min(i + 1, i_min)] - x[max(i - 1, 0)])
+                  for i in range(i_min + 1)]
+        assert slopes[r.lrs.index(r.steepest_lr)] == pytest.approx(min(slopes), rel=1e-6)
 
 
 def test_lr_find_stops_when_the_loss_diverges(data):
@@ -58,6 +68,39 @@ def test_steepest_index_finds_the_fastest_fall():
     losses = [2.3, 2.3, 2.29, 2.2, 1.6, 1.0, 0.9, 0.85, 0.8, 0.9, 1.5, 3.0]
     i = train._steepest_index(lrs, losses, upto=8)
     assert i in (4, 5), i
+
+
+# --------------------------------------------------------------------------- 1cycle: learning rate and momentum
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_onecycle_cycles_momentum_against_the_learning_rate(data, optimizer):
+    class Record(train.Callback):
+        def __init__(self):
+            self.lr, self.mom = [], []
+
+        def on_step_end(self, state):
+            g = state.optimizer.param_groups[0]
+            self.lr.append(g["lr"])
+            self.mom.append(g["betas"][0] if optimizer == "adam" else g["momentum"])
+
+    rec = Record()
+    train.fit(small_model(), data.train, epochs=4, lr=0.01, optimizer=optimizer, schedule="onecycle",
+              cycle_momentum=(0.95, 0.85), batch_size=8, callbacks=[rec], progress=False)
+    n = len(rec.lr)
+    assert n == 4 * math.ceil(len(data.train) / 8)
+    peak = max(range(n), key=rec.lr.__getitem__)
+    assert rec.mom[0] == pytest.approx(0.95) and min(rec.mom) == pytest.approx(0.85, abs=1e-3)
+    assert min(range(n), key=rec.mom.__getitem__) == peak, "momentum is lowest where the learning rate peaks"
+    assert rec.mom[-1] > 0.94 and rec.lr[-1] < 0.01 * max(rec.lr)
+    assert all(b <= a for a, b in zip(rec.mom[:peak], rec.mom[1:peak + 1])), "momentum falls while the LR rises"
+    plain = Record()
+    train.fit(small_model(), data.train, epochs=1, lr=0.01, optimizer=optimizer, schedule="onecycle", batch_size=8,
+              callbacks=[plain], progress=False)
+    assert len(set(plain.mom)) == 1, "without cycle_momentum the momentum stays constant"
+    with pytest.raises(ValueError, match="onecycle"):
+        train.fit(small_model(), data.train, epochs=1, lr=0.01, cycle_momentum=(0.95, 0.85), progress=False)
+    with pytest.raises(ValueError, match="low"):
+        train.onecycle_momentum(0, 10, high=0.85, low=0.95)
 
 
 # --------------------------------------------------------------------------- imbalance and recall
@@ -151,27 +194,33 @@ def test_feature_mmd_separates_a_shift_from_a_resample():
 
 # --------------------------------------------------------------------------- strategies and probe head
 
-def test_linear_probe_head_reproduces_the_probe():
+def test_linear_probe_head_reads_raw_features_and_ignores_constant_ones():
     g = torch.Generator().manual_seed(0)
     y = torch.arange(90) % 3
     centres = torch.randn(3, 6, generator=g) * 3
     x = centres[y] + torch.randn(90, 6, generator=g) + 5.0      # offset and scale: the folding must handle them
-    head = shift.linear_probe_head(x[:60], y[:60], 3, epochs=100)
-    acc_head = (head(x[60:]).argmax(1) == y[60:]).float().mean().item()
-    acc_probe = shift.linear_probe(x[:60], y[:60], x[60:], y[60:], epochs=100)
-    assert isinstance(head, nn.Linear) and head.out_features == 3
-    assert acc_head == pytest.approx(acc_probe) and acc_head > 0.9
+    x = torch.cat([x, torch.full((90, 1), 7.0)], 1)              # a dead channel: constant on the training set
+    head = shift.linear_probe_head(x[:60], y[:60], 3, seed=0)
+    assert isinstance(head, nn.Linear) and head.weight.shape == (3, 7)
+    assert (head(x[60:]).argmax(1) == y[60:]).float().mean().item() > 0.9
+    assert torch.equal(head.weight[:, -1], torch.zeros(3)), "a constant feature must get zero weight"
+    again = shift.linear_probe_head(x[:60], y[:60], 3, seed=0)
+    assert torch.equal(head.weight, again.weight) and torch.equal(head.bias, again.bias)
+    acc = shift.linear_probe(x[:60], y[:60], x[60:], y[60:], seed=0)
+    assert acc == (head(x[60:]).argmax(1) == y[60:]).float().mean().item(), "linear_probe scores linear_probe_head"
+    with pytest.raises(ValueError, match="num_classes"):
+        shift.linear_probe_head(x[:60], y[:60], 2)
 
 
 def test_apply_strategy_sets_trainable_blocks_and_bn_modes():
     model = models.load_pretrained()
     assert freeze.trainable_blocks(freeze.apply_strategy(model, "feature extraction")) == ["fc"]
     assert all(isinstance(m, freeze.EvalBatchNorm2d) for _, m in freeze.bn_layers(model))
-    freeze.apply_strategy(model, "top blocks")
-    assert freeze.trainable_blocks(model) == ["layer3", "layer4", "fc"]
+    freeze.apply_strategy(model, "fine-tune top")
+    assert freeze.trainable_blocks(model) == ["layer4", "fc"]
     frozen_bn = {n for n, m in freeze.bn_layers(model) if isinstance(m, freeze.EvalBatchNorm2d)}
-    assert frozen_bn == {n for n, _ in freeze.bn_layers(model, ["conv1", "layer1", "layer2"])}
-    freeze.apply_strategy(model, "full fine-tuning", freeze_bn_stats=True)
+    assert frozen_bn == {n for n, _ in freeze.bn_layers(model, ["conv1", "layer1", "layer2", "layer3"])}
+    freeze.apply_strategy(model, "full fine-tune", freeze_bn_stats=True)
     assert freeze.trainable_blocks(model) == list(models.BLOCKS)
     assert all(isinstance(m, freeze.EvalBatchNorm2d) for _, m in freeze.bn_layers(model))
     with pytest.raises(ValueError, match="unknown strategy"):
@@ -209,3 +258,20 @@ def test_flipshift_keeps_content_and_blur_removes_texture():
         world.Blur(0)
     with pytest.raises(ValueError):
         world.FlipShift(max_shift=-1)
+
+
+# --------------------------------------------------------------------------- comparisons over seeds
+
+def test_verdict_needs_ranges_that_do_not_overlap():
+    from tlutils.strategies import AS_WORDS, as_points, points, spread, verdict
+    assert verdict([0.9, 0.92, 0.95], [0.80, 0.85, 0.89]) == "above"
+    assert verdict([0.80, 0.85, 0.89], [0.9, 0.92, 0.95]) == "below"
+    assert verdict([0.9, 0.92, 0.95], [0.80, 0.85, 0.91]) == "within noise", "one seed overlaps: no verdict"
+    assert verdict([0.5], [0.4]) == "above", "one seed each: any difference counts"
+    assert set(AS_WORDS) == {"above", "within noise", "below"}
+    assert spread([0.9, 0.8, 1.0]) == "90.0% (80.0%\u2013100.0%)" and spread([0.5]) == "50.0%"
+    assert points([0.02, -0.01, 0.05]) == "+2.0 (-1.0 to +5.0) points"
+    assert as_points(0.021) == "2.1 points above" and as_points(-0.015, "more", "less") == "1.5 points less"
+    assert as_points(0.0004) == "level with"
+    with pytest.raises(ValueError):
+        verdict([], [0.5])

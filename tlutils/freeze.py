@@ -162,10 +162,17 @@ def unfreeze_bn(model: nn.Module, blocks: str | Iterable[str] = BLOCKS) -> nn.Mo
 
 STRATEGIES = {
     "feature extraction": ("fc",),
-    "top blocks": ("layer3", "layer4", "fc"),
-    "full fine-tuning": BLOCKS,
+    "fine-tune top": ("layer4", "fc"),
+    "full fine-tune": BLOCKS,
 }
-"""The trainable blocks of each transfer strategy (training from scratch trains everything too)."""
+"""The course's names for the ways to reuse a pretrained backbone, and the blocks each one trains.
+
+Every lab and :mod:`tlutils.strategies` use these names; the baseline that trains the same
+architecture from random weights is :data:`SCRATCH`.
+"""
+
+SCRATCH = "scratch"
+"""The name of the from-scratch baseline (every block trains, from random weights)."""
 
 
 def apply_strategy(model: nn.Module, strategy: str, freeze_bn_stats: bool | None = None) -> nn.Module:

@@ -1,6 +1,6 @@
 """Yosinski-style transfer experiments: copy the first k blocks, then train, frozen or fine-tuned.
 
-:func:`transfer_run` trains one network built by :func:`tlutils.models.transfer_blocks`;
+:func:`transfer_run` trains one network built by :func:`transfer_blocks`;
 :func:`curve_stats` turns the accuracies of several seeds into means and spreads.
 """
 from __future__ import annotations
@@ -8,12 +8,42 @@ from __future__ import annotations
 import statistics
 from typing import Mapping, Sequence
 
+import torch
 from torch import nn
 
+from . import freeze as fz
 from .freeze import block_parameters
-from .models import BLOCKS, ResNet, transfer_blocks
+from .models import BLOCKS, ResNet
 from .train import History, evaluate, fit
 from .world import TaskData
+
+
+def transfer_blocks(pretrained: ResNet, k: int, num_classes: int, freeze: bool = True,
+                    seed: int | None = None) -> ResNet:
+    """A freshly initialised network whose first ``k`` backbone blocks are copies of ``pretrained``'s.
+
+    Blocks count as in :data:`BLOCKS`: ``k=1`` copies the stem (``conv1`` + ``bn1``),
+    ``k=2`` also ``layer1``, ..., ``k=5`` the whole backbone; ``k=0`` is training from
+    scratch. The copies include BatchNorm running statistics. With ``freeze=True`` the
+    copied blocks get ``requires_grad=False`` and their BatchNorm layers stay in eval mode
+    (Yosinski et al.'s frozen "AnB" networks); with ``freeze=False`` they are trained too
+    ("AnB+"). ``seed`` fixes the random initialisation of everything that is not copied.
+    """
+    n_backbone = len(BLOCKS) - 1
+    if not isinstance(k, int) or not 0 <= k <= n_backbone:
+        raise ValueError(f"k must be an int from 0 (scratch) to {n_backbone} (whole backbone), got {k!r}")
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        net = ResNet(num_classes=num_classes, widths=pretrained.widths,
+                     in_channels=pretrained.conv1.in_channels)
+    for block in BLOCKS[:k]:
+        for src, dst in zip(fz.block_modules(pretrained, block), fz.block_modules(net, block)):
+            dst.load_state_dict(src.state_dict())
+    if freeze and k:
+        fz.freeze(net, BLOCKS[:k])
+        fz.freeze_bn(net, BLOCKS[:k])
+    return net.to(pretrained.conv1.weight.device)
 
 
 def transfer_groups(model: nn.Module, k: int, lr: float, transferred_lr_factor: float = 0.1) -> list[dict]:

@@ -166,35 +166,6 @@ def load_pretrained(path: str | Path | None = None, sha256: str | None = None,
     return model
 
 
-def transfer_blocks(pretrained: ResNet, k: int, num_classes: int, freeze: bool = True,
-                    seed: int | None = None) -> ResNet:
-    """A freshly initialised network whose first ``k`` backbone blocks are copies of ``pretrained``'s.
-
-    Blocks count as in :data:`BLOCKS`: ``k=1`` copies the stem (``conv1`` + ``bn1``),
-    ``k=2`` also ``layer1``, ..., ``k=5`` the whole backbone; ``k=0`` is training from
-    scratch. The copies include BatchNorm running statistics. With ``freeze=True`` the
-    copied blocks get ``requires_grad=False`` and their BatchNorm layers stay in eval mode
-    (Yosinski et al.'s frozen "AnB" networks); with ``freeze=False`` they are trained too
-    ("AnB+"). ``seed`` fixes the random initialisation of everything that is not copied.
-    """
-    n_backbone = len(BLOCKS) - 1
-    if not isinstance(k, int) or not 0 <= k <= n_backbone:
-        raise ValueError(f"k must be an int from 0 (scratch) to {n_backbone} (whole backbone), got {k!r}")
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
-        net = ResNet(num_classes=num_classes, widths=pretrained.widths,
-                     in_channels=pretrained.conv1.in_channels)
-    from . import freeze as _freeze  # freeze imports this module; import late to avoid a cycle
-    for block in BLOCKS[:k]:
-        for src, dst in zip(_freeze.block_modules(pretrained, block), _freeze.block_modules(net, block)):
-            dst.load_state_dict(src.state_dict())
-    if freeze and k:
-        _freeze.freeze(net, BLOCKS[:k])
-        _freeze.freeze_bn(net, BLOCKS[:k])
-    return net.to(pretrained.conv1.weight.device)
-
-
 FIRST_CONV_MODES = ("sum", "copy", "reinit")
 
 

@@ -324,15 +324,22 @@ def plot_decision_matrix(acc: Mapping[str, Mapping[int, Mapping[str, float]]],
     return fig
 
 
-def plot_size_curves(acc: Mapping[str, Mapping[int, float]], chance: float | None = None,
+def plot_size_curves(acc: Mapping[str, Mapping[int, float | Sequence[float]]], chance: float | None = None,
                      xlabel: str = "training images per class (log scale)",
                      ylabel: str = "target val accuracy (fraction)", title: str | None = None):
-    """Accuracy against training-set size, one line per strategy: ``acc[strategy][size]``."""
+    """Accuracy against training-set size, one line per strategy: ``acc[strategy][size]``.
+
+    A size may hold one accuracy per seed (a list): the line then shows the mean and a band
+    the min-max range over seeds.
+    """
     fig, ax = plt.subplots(figsize=(6.2, 4))
     markers = "osD^v<>"
     for i, (name, by_size) in enumerate(acc.items()):
         sizes = sorted(by_size)
-        ax.plot(sizes, [by_size[s] for s in sizes], marker=markers[i % len(markers)], ms=5, label=name)
+        runs = [np.atleast_1d(np.asarray(by_size[s], dtype=float)) for s in sizes]
+        line, = ax.plot(sizes, [r.mean() for r in runs], marker=markers[i % len(markers)], ms=5, label=name)
+        if any(len(r) > 1 for r in runs):
+            ax.fill_between(sizes, [r.min() for r in runs], [r.max() for r in runs], color=line.get_color(), alpha=0.18)
     ax.set_xscale("log")
     all_sizes = sorted({s for by_size in acc.values() for s in by_size})
     ax.set_xticks(all_sizes, [str(s) for s in all_sizes])

@@ -27,33 +27,50 @@ def extract_features(model: nn.Module, data: Dataset | DataLoader, upto: str = "
     return torch.cat(feats), labels
 
 
-def linear_probe(train_feats: Tensor, train_labels: Tensor, val_feats: Tensor, val_labels: Tensor,
-                 epochs: int = 100, lr: float = 0.1, weight_decay: float = 1e-4, seed: int = 0) -> float:
-    """Validation accuracy of a multinomial logistic regression on frozen features.
+def linear_probe_head(features: Tensor, labels: Tensor, num_classes: int, *, seed: int = 0, epochs: int = 100,
+                      lr: float = 0.1, weight_decay: float = 1e-4) -> nn.Linear:
+    """A linear probe: multinomial logistic regression on frozen features, as an ``nn.Linear`` head.
 
-    Features are standardised with the training statistics and the model is fit
-    full-batch with Adam: no extra dependency, deterministic, well under a second.
+    The features are standardised with their own mean and standard deviation, the regression
+    is fit full-batch with Adam (deterministic, well under a second, no extra dependency), and
+    the standardisation is then folded into the weights (``W' = W / sd``, ``b' = b - (mu / sd) W``):
+    ``model.fc = linear_probe_head(...)`` reads the raw pooled features directly. Features that
+    are constant on ``features`` get zero weight. The trained head is also the starting point
+    of LP-FT (probe, then fine-tune).
     """
-    k = int(max(train_labels.max(), val_labels.max())) + 1
-    w, b, mu, sd = _fit_logistic(train_feats, train_labels, k, epochs, lr, weight_decay, seed)
-    with torch.no_grad():
-        return float(((((val_feats - mu) / sd) @ w + b).argmax(1) == val_labels).float().mean())
-
-
-def _fit_logistic(train_feats: Tensor, train_labels: Tensor, k: int, epochs: int, lr: float,
-                  weight_decay: float, seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Full-batch Adam on standardised features; returns (w, b, mu, sd)."""
-    mu, sd = train_feats.mean(0), train_feats.std(0) + 1e-6
-    xtr = (train_feats - mu) / sd
+    if features.dim() != 2 or len(features) != len(labels) or len(features) < 2:
+        raise ValueError("need a (n, d) feature matrix with n >= 2 and one label per row, "
+                         f"got features {tuple(features.shape)} and {len(labels)} labels")
+    if num_classes < 2 or int(labels.max()) >= num_classes or int(labels.min()) < 0:
+        raise ValueError(f"labels must lie in [0, num_classes) with num_classes >= 2, got num_classes={num_classes}")
+    features = features.float()
+    mu, sd = features.mean(0), features.std(0)
+    varies = sd > 1e-6 * max(float(sd.max()), 1.0)
+    sd = torch.where(varies, sd, torch.ones_like(sd))
+    x = (features - mu) / sd
     g = torch.Generator().manual_seed(seed)
-    w = (torch.randn(xtr.shape[1], k, generator=g) * 0.01).requires_grad_(True)
-    b = torch.zeros(k, requires_grad=True)
+    w = (torch.randn(x.shape[1], num_classes, generator=g) * 0.01 * varies[:, None]).requires_grad_(True)
+    b = torch.zeros(num_classes, requires_grad=True)
     opt = torch.optim.Adam([w, b], lr=lr, weight_decay=weight_decay)
     for _ in range(epochs):
         opt.zero_grad()
-        nn.functional.cross_entropy(xtr @ w + b, train_labels).backward()
+        nn.functional.cross_entropy(x @ w + b, labels).backward()
         opt.step()
-    return w.detach(), b.detach(), mu, sd
+    w = w.detach() * varies[:, None]
+    head = nn.Linear(features.shape[1], num_classes)
+    with torch.no_grad():
+        head.weight.copy_((w / sd[:, None]).T)
+        head.bias.copy_(b.detach() - (mu / sd) @ w)
+    return head
+
+
+def linear_probe(train_feats: Tensor, train_labels: Tensor, val_feats: Tensor, val_labels: Tensor, *,
+                 seed: int = 0, epochs: int = 100, **head_kw) -> float:
+    """Validation accuracy of :func:`linear_probe_head` fit on the training features."""
+    k = int(max(train_labels.max(), val_labels.max())) + 1
+    head = linear_probe_head(train_feats, train_labels, max(k, 2), seed=seed, epochs=epochs, **head_kw)
+    with torch.no_grad():
+        return float((head(val_feats.float()).argmax(1) == val_labels).float().mean())
 
 
 # --------------------------------------------------------------------------- MMD
@@ -357,25 +374,3 @@ def severity_sweep(model: nn.Module, data, kinds, severities, reference: Tensor,
         for s in severities:
             rows.append({**clean, "kind": kind} if s == 0 else severity_report(model, data, kind, s, reference, **kw))
     return rows
-
-
-# --------------------------------------------------------------------------- linear probe as a head
-
-def linear_probe_head(train_feats: Tensor, train_labels: Tensor, num_classes: int | None = None,
-                      epochs: int = 100, lr: float = 0.1, weight_decay: float = 1e-4, seed: int = 0) -> nn.Linear:
-    """The logistic regression of :func:`linear_probe`, returned as an ``nn.Linear`` head.
-
-    Fit exactly as :func:`linear_probe` does (standardised features, full-batch Adam), then
-    the standardisation is folded into the weights (``W' = W / sd``, ``b' = b - (mu / sd) W``),
-    so ``model.fc = linear_probe_head(...)`` gives the probe's predictions on raw pooled
-    features. A trained head is the starting point of LP-FT (probe, then fine-tune).
-    """
-    if len(train_feats) != len(train_labels) or len(train_feats) == 0:
-        raise ValueError("train_feats and train_labels must be non-empty and of the same length")
-    k = num_classes or int(train_labels.max()) + 1
-    w, b, mu, sd = _fit_logistic(train_feats, train_labels, k, epochs, lr, weight_decay, seed)
-    head = nn.Linear(train_feats.shape[1], k)
-    with torch.no_grad():
-        head.weight.copy_((w / sd[:, None]).T)
-        head.bias.copy_(b - (mu / sd) @ w)
-    return head

@@ -6,6 +6,8 @@
   both fine-tuning strategies start from the feature-extraction head (LP-FT);
 * ``scratch``: the same architecture from random weights.
 
+The names and the blocks each strategy trains are defined once, in :data:`tlutils.freeze.STRATEGIES`.
+
 Every pretrained strategy starts from the backbone with its BatchNorm statistics re-estimated
 on the target's own training images (:func:`tlutils.shift.adabn`): the head is then trained with
 the statistics of the domain it will serve, so strategies differ only in *which weights* adapt.
@@ -21,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from . import freeze as fz
@@ -30,7 +31,8 @@ from .shift import adabn, extract_features, linear_probe_head
 from .train import History, evaluate, fit, get_device
 from .world import TaskData
 
-STRATEGIES = ("feature extraction", "fine-tune top", "full fine-tune", "scratch")
+STRATEGIES = (*fz.STRATEGIES, fz.SCRATCH)
+"""Every strategy name, the scratch baseline last."""
 SHORT_NAMES = {"feature extraction": "FE", "fine-tune top": "FT top", "full fine-tune": "FT all", "scratch": "scratch"}
 
 
@@ -41,28 +43,56 @@ def epochs_for(steps: int, n_train: int, batch_size: int) -> int:
     return max(1, round(steps / math.ceil(n_train / batch_size)))
 
 
-def fit_linear_head(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, epochs: int = 200,
-                    lr: float = 0.05, weight_decay: float = 1e-4, seed: int = 0) -> nn.Linear:
-    """A linear classifier (multinomial logistic regression) on cached features, as an ``nn.Linear``.
+VERDICTS = ("above", "within noise", "below")
 
-    Fit full-batch with Adam on the raw features, so it can serve directly as a model's ``fc``.
-    (Standardising the features first would fit as well, but folding the standardisation into
-    the weights makes them larger, and a fine-tuning run that starts from such a head distorts
-    the backbone more.)
+
+def verdict(a: Sequence[float], b: Sequence[float]) -> str:
+    """Compare two results measured over seeds: ``"above"``, ``"below"`` or ``"within noise"``.
+
+    ``a`` is ``"above"`` ``b`` only when every seed of ``a`` beats every seed of ``b`` (their
+    min-max ranges do not overlap), ``"below"`` the other way round, and ``"within noise"``
+    when the ranges overlap. With one seed each there is no spread to judge by: any
+    difference counts.
     """
-    if len(feats) != len(labels) or len(feats) < 2:
-        raise ValueError("need at least two feature vectors, one label each")
-    g = torch.Generator().manual_seed(seed)
-    head = nn.Linear(feats.shape[1], num_classes)
-    with torch.no_grad():
-        head.weight.copy_(torch.randn(num_classes, feats.shape[1], generator=g) * 0.01)
-        head.bias.zero_()
-    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
-    for _ in range(epochs):
-        opt.zero_grad()
-        nn.functional.cross_entropy(head(feats), labels).backward()
-        opt.step()
-    return head
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError("verdict needs at least one value on each side")
+    if min(a) > max(b):
+        return "above"
+    if max(a) < min(b):
+        return "below"
+    return "within noise"
+
+
+AS_WORDS = {"above": "above", "within noise": "within the seed-to-seed spread of", "below": "below"}
+"""A :func:`verdict` as the words of a sentence ("A was ... B")."""
+
+
+def spread(values: Sequence[float], fmt: str = ".1%") -> str:
+    """``"mean (min-max)"`` of one result over seeds, e.g. ``"91.2% (89.0-93.4%)"``, for a table."""
+    if len(values) == 0:
+        raise ValueError("spread needs at least one value")
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return format(mean, fmt)
+    return f"{mean:{fmt}} ({min(values):{fmt}}\u2013{max(values):{fmt}})"
+
+
+def as_points(diff: float, above: str = "above", below: str = "below") -> str:
+    """A signed difference of accuracies (a fraction) in words: ``"2.0 points above"``, ``"1.5 points below"``."""
+    p = round(100 * diff, 1)
+    if p == 0:
+        return "level with"
+    return f"{abs(p):.1f} points {above if p > 0 else below}"
+
+
+def points(values: Sequence[float]) -> str:
+    """A difference of accuracies over seeds in percentage points: ``"+2.1 (-0.5 to +4.0) points"``."""
+    if len(values) == 0:
+        raise ValueError("points needs at least one value")
+    mean = 100 * sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:+.1f} points"
+    return f"{mean:+.1f} ({100 * min(values):+.1f} to {100 * max(values):+.1f}) points"
 
 
 def train_scratch(data: TaskData, widths: Sequence[int], *, steps: int, lr: float = 0.1,

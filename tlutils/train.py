@@ -1,7 +1,8 @@
 """Training core: ``fit()`` and ``evaluate()`` with the knobs transfer learning needs.
 
 ``fit`` takes plain parameter groups (so each block can have its own learning
-rate), a learning-rate schedule (constant, warmup + cosine, or 1cycle), optional
+rate), a learning-rate schedule (constant, warmup + cosine, or 1cycle, optionally with
+1cycle's momentum cycle), optional
 gradient clipping and a penalty toward the pretrained weights, and returns a
 per-epoch :class:`History`. Monitors plug in as :class:`Callback` objects.
 """
@@ -120,8 +121,10 @@ def lr_factor(schedule: str, step: int, total_steps: int, warmup_steps: int = 0,
     """Multiplier of each group's base LR at ``step`` (0-based) of ``total_steps``.
 
     ``constant``: 1 after an optional linear warmup. ``cosine``: linear warmup,
-    then cosine decay to 0. ``onecycle``: Smith's 1cycle, cosine from base/25 up to
-    base over ``pct_start`` of the run, then down to base/1e4.
+    then cosine decay to 0. ``onecycle``: the learning-rate half of Smith's (2018) 1cycle,
+    cosine from base/25 up to base over ``pct_start`` of the run, then down to base/1e4
+    (the cosine shape and these two divisors follow fastai and ``torch.optim.lr_scheduler.OneCycleLR``;
+    Smith's paper ramps linearly). Its momentum half is :func:`onecycle_momentum`.
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
@@ -139,6 +142,25 @@ def lr_factor(schedule: str, step: int, total_steps: int, warmup_steps: int = 0,
         return 1.0
     t = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
     return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def onecycle_momentum(step: int, total_steps: int, high: float = 0.95, low: float = 0.85,
+                      pct_start: float = 0.3) -> float:
+    """Momentum at ``step`` of 1cycle (Smith 2018): it moves opposite to the learning rate.
+
+    From ``high`` down to ``low`` while :func:`lr_factor`'s ``onecycle`` warms up (the first
+    ``pct_start`` of the run), then back up to ``high`` while the learning rate anneals, with
+    the same cosine shape. Smith's values are 0.95 and 0.85.
+    """
+    if not 0 <= low <= high < 1:
+        raise ValueError(f"need 0 <= low <= high < 1, got low={low}, high={high}")
+    total_steps = max(total_steps, 1)
+    up = max(int(pct_start * total_steps), 1)
+    if step < up:
+        t = step / up
+    else:
+        t = 1 - min((step - up) / max(total_steps - up, 1), 1.0)
+    return high - (high - low) * (1 - math.cos(math.pi * t)) / 2
 
 
 # --------------------------------------------------------------------------- history and callbacks
@@ -220,6 +242,7 @@ def fit(model: nn.Module, train_data: Dataset | DataLoader,
         param_groups: Sequence[dict] | None = None,
         optimizer: str = "sgd", momentum: float = 0.9, weight_decay: float = 0.0,
         schedule: str = "constant", warmup_steps: int = 0,
+        cycle_momentum: tuple[float, float] | None = None,
         clip_grad_norm: float | None = None,
         penalty: Callable[[nn.Module], Tensor] | None = None,
         batch_size: int = 64, sampler: Any = None,
@@ -237,6 +260,9 @@ def fit(model: nn.Module, train_data: Dataset | DataLoader,
         optimizer: ``"sgd"`` (with ``momentum``) or ``"adam"`` (AdamW).
         schedule: ``"constant"``, ``"cosine"`` or ``"onecycle"`` (see :func:`lr_factor`),
             stepped every batch; ``warmup_steps`` applies to constant and cosine.
+        cycle_momentum: ``(high, low)``, e.g. Smith's ``(0.95, 0.85)``, with ``schedule="onecycle"``:
+            the momentum (AdamW's beta1) follows :func:`onecycle_momentum` instead of staying at
+            ``momentum``. Default ``None``: constant momentum.
         clip_grad_norm: clip the global gradient norm to this value.
         penalty: a function of the model added to the loss (e.g. :class:`L2SP`).
         restore_best: reload the weights of the epoch with the best ``val_acc``.
@@ -269,6 +295,10 @@ def fit(model: nn.Module, train_data: Dataset | DataLoader,
             groups.append({**g, "params": params})
     if not groups:
         raise ValueError("nothing to train: no parameter has requires_grad=True")
+    if cycle_momentum is not None:
+        if schedule != "onecycle":
+            raise ValueError(f"cycle_momentum goes with schedule='onecycle', not {schedule!r}")
+        onecycle_momentum(0, 1, *cycle_momentum)  # validates (high, low) early
     if clip_grad_norm is not None and clip_grad_norm <= 0:
         raise ValueError(f"clip_grad_norm must be positive, got {clip_grad_norm}")
     if not (amp is None or isinstance(amp, bool) or amp in (torch.float16, torch.bfloat16)):
@@ -307,6 +337,13 @@ def fit(model: nn.Module, train_data: Dataset | DataLoader,
             factor = lr_factor(schedule, state.step, total_steps, warmup_steps)
             for g, base in zip(opt.param_groups, base_lrs):
                 g["lr"] = base * factor
+            if cycle_momentum is not None:
+                beta = onecycle_momentum(state.step, total_steps, *cycle_momentum)
+                for g in opt.param_groups:
+                    if "betas" in g:
+                        g["betas"] = (beta, g["betas"][1])
+                    else:
+                        g["momentum"] = beta
             # pinned batches copy while the CPU goes on queueing the forward pass
             x, y = x.to(device, non_blocking=pinned), y.to(device, non_blocking=pinned)
             with torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
@@ -435,11 +472,15 @@ def lr_find(model: nn.Module, data: Dataset | DataLoader, start_lr: float = 1e-5
             num_steps: int = 100, *, batch_size: int = 32, optimizer: str = "sgd", momentum: float = 0.9,
             smoothing: float = 0.9, diverge: float = 4.0, rule: str = "min/10",
             device: torch.device | str | None = None, seed: int = 0, progress: bool = True) -> LRFinderResult:
-    """Leslie Smith's learning-rate range test: train briefly while the LR grows exponentially.
+    """A learning-rate range test in fastai's form: train briefly while the LR grows exponentially.
 
-    The LR goes from ``start_lr`` to ``end_lr`` over ``num_steps`` mini-batches (the data
-    is cycled if needed), every trainable parameter at the same LR. The run stops early
-    once the smoothed loss exceeds ``diverge`` times its best value (or is not finite).
+    Smith (2017) introduced the range test as a *linear* increase of the LR over a few epochs,
+    reading off where validation *accuracy* starts to rise and where it stops rising. The form
+    implemented here is fastai's ``lr_find``: the LR grows exponentially from ``start_lr`` to
+    ``end_lr`` over ``num_steps`` mini-batches (the data is cycled if needed), every trainable
+    parameter at the same LR; the training loss is smoothed with a bias-corrected exponential
+    moving average (``smoothing``); the run stops once the smoothed loss exceeds ``diverge``
+    (fastai: 4) times its best value, or is not finite; and the suggestion rules are fastai's.
 
     The suggested LR is deliberately *below* the loss minimum: at the minimum the loss
     is already about to blow up, so training there is unstable. ``rule``:
