@@ -21,10 +21,20 @@ DEFINITIONAL = re.compile(r"""
     | \b(19|20)\d\d[a-z]?\b | \b[Ss]ection\s+\d+ | \bPython\s+3[\d.]* | \btorch\s*[><=]*\s*\d[\d.]* | \b\d+\.x\b
     | \bH\d\b | \bTF32\b | \bCUDA\s*\d+ | \bx\d\b | \b\d+(\.\d+)?e-?\d+\b
     | \b(Pitfall|Step|Part|Exercise|Question|Item|Figure|Table)\s+\d+ | \b\d+-(class|way|channel)\b
-    | \b\d+\s+(classes|channels|corruptions)\b | \bseverit(y|ies)\s+(from\s+)?\d+ | \bfrom\s+1\s+\(mild\)\s+to\s+5
+    | \b\d+\s+(classes|channels|corruptions)\b | \bseverit(y|ies)\s+(from\s+)?\d+(\s*\(\w+\))?(\s*(to|and|-|–)\s*\d+(\s*\(\w+\))?)? | Caltech-\d+ | \d+(\.\d+)?° | TensorFlow\s*\d | \[0,\s*1\]
     | \b[Bb]atch(es)?\s+(sizes?\s+)?(of\s+|from\s+)?\d+((\s*,)?\s*(to|and|or|,)\s*\d+)* | \bmomentum\s+(is\s+|of\s+)?0\.\d+
     | \(0\.485,\s*0\.456,\s*0\.406\) | \(0\.229,\s*0\.224,\s*0\.225\) | \bmin\s*/\s*10\b
 """, re.X)
+# Definitions a chapter states in digits (the architecture, the world, a criterion), reviewed one by one.
+ALLOWED = {
+    "batchnorm": [r"\bat [24]\b", r"\bat 64\b", r"more than 1 value per channel"],
+    "domain_shift": [r"at least 0\.9 in absolute value", r"which is 1 when"],
+    "feature_hierarchy": [r"It is 1 when", r"falls toward 0 as", r"\b16 of them\b", r"\(16 for the stem\)", r"\bof 5\b"],
+    "glossary": [r"\b60 shape-and-texture classes\b"],
+    "recipes": [r"mean about 0 and std about 1", r"is 0 for a one-hot prediction and 1 for a uniform one"],
+    "strategies": [r"\b128 numbers\b", r"\b2,048 numbers\b"],
+    "intro": [r"\b80 possible pairs\b", r"\b0\.3 million parameters\b"],
+}
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*\s*%?")
 
 
@@ -53,18 +63,21 @@ def _prose(md: str) -> list[str]:
     text = re.sub(r"^\s*\d+\.\s", " ", text, flags=re.M)                    # numbered lists
     text = re.sub(r"\]\([^)]*\)", "]", text)                                  # link targets
     text = re.sub(r"https?://\S+", " ", text)
+    text = re.sub(r"\{cite(:\w+)?\}`[^`]*`", " CITED ", text)
+    text = re.sub(r"\{[\w:-]+\}`[^`]*`", " GLUED ", text)   # roles: glue, doc, ref, math, ...
+    text = re.sub(r"`[^`]*`", " CODE ", text)                 # inline code
     sentences = re.split(r"(?<=[.!?:])\s+(?=[A-Z*(])|\n\s*\n", text)
     # a sentence that cites a paper may quote that paper's numbers
-    return [s for s in sentences if "{cite" not in s and "et al." not in s]
+    return [s for s in sentences if "CITED" not in s and "et al." not in s]
 
 
-def typed_numbers(md: str) -> list[str]:
+def typed_numbers(md: str, allowed: list[str] = ()) -> list[str]:
     """Digits in the prose that are neither glued nor definitional."""
     found = []
     for sentence in _prose(md):
-        s = re.sub(r"\{[\w:-]+\}`[^`]*`", " ", sentence)      # roles: glue, doc, ref, math, ...
-        s = re.sub(r"`[^`]*`", " ", s)                         # inline code
-        s = DEFINITIONAL.sub(" ", s)
+        s = DEFINITIONAL.sub(" ", sentence)
+        for phrase in allowed:
+            s = re.sub(phrase.replace(" ", r"\s+"), " ", s)
         found += [f"{n.strip()!r} in: {' '.join(sentence.split())[:140]}" for n in NUMBER.findall(s)]
     return found
 
@@ -73,12 +86,13 @@ def test_typed_number_detector_finds_a_typed_result():
     md = ("The probe reaches {glue:text}`labs/f.ipynb::probe:.1%` on ResNet-18 with 32x32 images "
           "{cite}`he2019rethinking` reports 91%.\n\nThe fix ends at 91.2%, two points up.\n")
     assert typed_numbers(md) == ["'91.2%' in: The fix ends at 91.2%, two points up."]
+    assert typed_numbers(md, [r"at 91\.2%"]) == []
     assert typed_numbers("```python\nlr = 0.5\n```\nSee $e^{-2}$ and `x = 3`.\n") == []
 
 
 @pytest.mark.parametrize("md", CHAPTERS, ids=[p.stem for p in CHAPTERS])
 def test_chapter_has_no_typed_run_number(md):
-    found = typed_numbers(md.read_text())
+    found = typed_numbers(md.read_text(), ALLOWED.get(md.stem, []))
     assert not found, f"{md.name}: numbers typed by hand (glue them from the lab):\n" + "\n".join(found)
 
 
