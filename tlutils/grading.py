@@ -11,6 +11,7 @@ Command line (run from the repository root; the Makefile wraps the first three):
     python -m tlutils.grading grade SUBMISSIONS [--out DIR] [--timeout S] [--workers N]
     python -m tlutils.grading check-leaks HTML_DIR         # solution or hidden-test text in a built site?
     python -m tlutils.grading lint [LAB.ipynb ...]         # does a master follow the course format?
+    python -m tlutils.grading student-notebooks [--check]  # student/labs/<lab>.ipynb (Colab opens them)
 
 Submissions are named ``SUBMISSIONS/<student>/<lab>.ipynb``. Each one is graded by otter-grader's
 ``otter run`` (its Python entry point, in a child process) in its own temporary directory with its
@@ -49,6 +50,7 @@ __all__ = [
     "Question", "Master", "AssignedLab", "Leak", "Submission", "GradeRow",
     "is_assignment_master", "assignment_masters", "read_master", "lint_master",
     "assign", "student_notebook", "instructor_notebook", "stage_book",
+    "student_notebook_bytes", "write_student_notebooks", "stale_student_notebooks",
     "leak_snippets", "find_leaks", "discover_submissions", "grade", "write_grades_csv", "main",
 ]
 
@@ -61,7 +63,7 @@ MAX_RESULT_BYTES = 5_000_000            # a results.json larger than this is tre
 TAG_VAR = "TLUTILS_GRADING_TAG"          # marks every process of one grading run, to kill leftovers
 
 # Book sources staged besides what _toc.yml and _config.yml name (missing ones are skipped).
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "intro.md", "references.bib", "chapters", "labs",
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "intro.md", "references.bib", "chapters", "labs", "_ext",
                 "_static", "images", "figures", "assets")
 _SKIP_DIRS = {".ipynb_checkpoints", "__pycache__", ".jupyter_cache", "_build", ".OTTER_LOG"}
 _STAGE_SKIP_FILES = {".OTTER_LOG"}
@@ -492,6 +494,47 @@ def stage_book(edition: str = "student", root: Path | str | None = None,
         elif f.is_dir() and not any(f.iterdir()):
             f.rmdir()
     return dest
+
+
+# --------------------------------------------------------------------------- committed student notebooks
+
+STUDENT_LABS = Path("student") / "labs"
+"""Where the generated student notebooks are committed: the website's launch buttons open them
+(``_config.yml``'s ``repository.path_to_book`` is ``student``, so ``labs/x`` becomes ``student/labs/x.ipynb``)."""
+
+
+def student_notebook_bytes(master: Path | str) -> bytes:
+    """The student notebook of ``master`` exactly as it is committed (and staged for the book)."""
+    return nbformat.writes(student_notebook(master)).encode() + b"\n"
+
+
+def write_student_notebooks(root: Path | str | None = None) -> list[Path]:
+    """(Re)write ``student/labs/<lab>.ipynb`` for every lab master and delete the ones without a master."""
+    root = _default_root(root)
+    dest = root / STUDENT_LABS
+    dest.mkdir(parents=True, exist_ok=True)
+    masters = assignment_masters(root / "labs")
+    written = []
+    for m in masters:
+        _write_if_changed(dest / m.name, student_notebook_bytes(m))
+        written.append(dest / m.name)
+    for old in sorted(set(dest.glob("*.ipynb")) - set(written)):
+        old.unlink()
+    return written
+
+
+def stale_student_notebooks(root: Path | str | None = None) -> list[str]:
+    """Why the committed student notebooks differ from their masters (empty: they are up to date)."""
+    root = _default_root(root)
+    dest = root / STUDENT_LABS
+    masters = assignment_masters(root / "labs")
+    problems = [f"{m.stem}: {STUDENT_LABS / m.name} is missing" if not (dest / m.name).is_file() else
+                f"{m.stem}: {STUDENT_LABS / m.name} is out of date with labs/{m.name}"
+                for m in masters if not (dest / m.name).is_file()
+                or (dest / m.name).read_bytes() != student_notebook_bytes(m)]
+    problems += [f"{p.stem}: {STUDENT_LABS / p.name} has no master in labs/"
+                 for p in sorted(dest.glob("*.ipynb")) if p.stem not in {m.stem for m in masters}]
+    return problems
 
 
 # --------------------------------------------------------------------------- leak checks
@@ -1034,6 +1077,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("html_dir", type=Path)
     li = sp.add_parser("lint", help="check that lab masters follow the course's exercise format")
     li.add_argument("labs", nargs="*", type=Path)
+    sn = sp.add_parser("student-notebooks", help="write student/labs/<lab>.ipynb from the masters (launch buttons open them)")
+    sn.add_argument("--check", action="store_true", help="only report notebooks out of date with their masters")
     args = ap.parse_args(argv)
 
     try:
@@ -1064,6 +1109,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bad += bool(problems)
                 print(f"{m}: " + ("ok" if not problems else "\n  " + "\n  ".join(problems)))
             return 1 if bad else 0
+        elif args.cmd == "student-notebooks":
+            if args.check:
+                stale = stale_student_notebooks(args.root)
+                print("\n".join(stale) or "student notebooks are up to date")
+                return 1 if stale else 0
+            for p in write_student_notebooks(args.root):
+                print(p)
     except GradingError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
