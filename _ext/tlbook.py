@@ -169,8 +169,24 @@ def setup(app: Sphinx) -> dict:
     app.add_transform(NotebookCells)
     app.add_css_file("tlbook.css")
     app.connect("builder-inited", _add_static)
+    # early: a handler that returns a template name ends the event (emit_firstresult)
+    app.connect("html-page-context", _dedupe_scripts, priority=100)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
 
 
 def _add_static(app: Sphinx) -> None:
     app.config.html_static_path.append(str(Path(__file__).with_name("static")))
+
+
+def _dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    """Drop repeated inline scripts: sphinx-thebe and sphinx-togglebutton register theirs twice under
+    Jupyter Book (once as ``None``, once as ``""``), and a repeated ``const THEBE_JS_URL`` is a
+    JavaScript error on every page."""
+    seen, kept = set(), []
+    for js in context.get("script_files", []):
+        attrs = getattr(js, "attributes", {}) or {}
+        key = (getattr(js, "filename", str(js)) or "", tuple(sorted((k, str(v)) for k, v in attrs.items())))
+        if key not in seen:
+            seen.add(key)
+            kept.append(js)
+    context["script_files"][:] = kept  # in place: later handlers (MathJax) append to this very list
