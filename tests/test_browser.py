@@ -211,3 +211,32 @@ def test_search_finds_a_term_offline(browser, edition):
         v.close()
     assert any("forgetting" in h for h in hits), f"{name}: search for 'forgetting' found {hits[:5]}"
     assert not problems, "\n".join(problems)
+
+
+def test_chapter_figures_are_the_ones_their_labs_drew(student_book):
+    """A chapter's lab figure is byte for byte the PNG its lab glued in the same build, and the
+    same image the lab page shows (no browser needed)."""
+    import base64
+    import hashlib
+    import json
+
+    site = student_book
+    pages = [site / "intro.html", *sorted((site / "chapters").glob("*.html"))]
+    seen = 0
+    for page in pages:
+        html = page.read_text()
+        for fig in re.findall(r'<figure class="lab-figure[^"]*"[^>]*>(.*?)</figure>', html, re.S):
+            src = re.search(r'<img[^>]*src="([^"]+)"', fig).group(1)
+            m = re.fullmatch(r"labs-(\w+)-(\w+)-([0-9a-f]{12})\.png", Path(src).name)
+            assert m, f"{page.name}: unexpected lab figure file {src}"
+            lab, key, short = m.groups()
+            png = (page.parent / src).resolve().read_bytes()
+            digest = hashlib.sha256(png).hexdigest()
+            assert digest[:12] == short, f"{page.name}: {src} does not hold the figure it is named after"
+            glued = json.loads((site.parent / "jupyter_execute" / "labs" / f"{lab}.glue.json").read_text())
+            assert base64.b64decode(glued[key]["data"]["image/png"]) == png, \
+                f"{page.name}: {src} is not the {key} that labs/{lab} drew in this build"
+            assert f"{digest}.png" in (site / "labs" / f"{lab}.html").read_text(), \
+                f"{page.name}: labs/{lab}.html does not show the same {key}"
+            seen += 1
+    assert seen >= 6, f"only {seen} lab figures in the chapters"
