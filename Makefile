@@ -11,7 +11,7 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 SUBMISSIONS ?= submissions
 GRADE_ARGS  ?=
 
-.PHONY: setup book book-ci book-instructor test test-fast assign grade pretrain bench clean
+.PHONY: setup browser book book-ci book-instructor test test-fast assign student-notebooks grade pretrain bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed
+
+# The browser test (tests/test_browser.py) drives the system Chromium through Playwright; no
+# browser is downloaded. On Debian/Ubuntu it is installed here when missing.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  (command -v apt-get >/dev/null && apt-get install -y -q chromium) || \
+	  echo "warning: no Chromium found; tests/test_browser.py needs one (apt-get install chromium)"
 
 # The website shows the labs' student versions: lab masters are swapped for otter's student
 # notebooks in a staged copy of the sources (_build/src/student), and the built site is checked
@@ -44,7 +51,7 @@ book-instructor: setup
 # Two pytest workers with one thread each: on a 2-core machine that is faster than one worker
 # with two threads (torch scales poorly to a second thread on these small models), and each
 # lab's runs, the book and the grading tests stay on one worker (tests/conftest.py).
-test: setup
+test: setup browser
 	OMP_NUM_THREADS=1 $(PY) -m pytest -v -n 2 --dist loadgroup --durations=15
 
 test-fast: setup
@@ -52,6 +59,10 @@ test-fast: setup
 
 assign: setup
 	$(PY) -m tlutils.grading assign
+
+# The student notebooks the website's Colab buttons open (student/labs/): rerun after editing a master.
+student-notebooks: setup
+	$(PY) -m tlutils.grading student-notebooks
 
 grade: setup
 	$(PY) -m tlutils.grading grade $(SUBMISSIONS) $(GRADE_ARGS)
