@@ -309,6 +309,7 @@ def _tidy_otter_output(nb_path: Path, master_ids: set[str]) -> None:
     if init is not None and params is not None and init < params:
         cell = nb.cells.pop(init)
         nb.cells.insert(params, cell)  # params shifted left by one: this lands just after it
+    _colab_installs_grading(nb)
     seen: set[str] = set()
     for i, cell in enumerate(nb.cells):
         if "id" in cell and (cell["id"] not in master_ids or cell["id"] in seen):
@@ -501,6 +502,18 @@ def stage_book(edition: str = "student", root: Path | str | None = None,
 STUDENT_LABS = Path("student") / "labs"
 """Where the generated student notebooks are committed: the website's launch buttons open them
 (``_config.yml``'s ``repository.path_to_book`` is ``student``, so ``labs/x`` becomes ``student/labs/x.ipynb``)."""
+
+
+_COLAB_SPEC = re.compile(r'"(git\+https://[^"@]+@[^"]+)"')
+
+
+def _colab_installs_grading(nb: nbformat.NotebookNode) -> None:
+    """A student notebook runs ``import otter``: its Colab cell installs ``tlutils[grading]``
+    (otter-grader) from the repository instead of plain ``tlutils``."""
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "google.colab" in _source(cell):
+            cell["source"] = _COLAB_SPEC.sub(r'"tlutils[grading] @ \1"', _source(cell), count=1)
+            return
 
 
 def student_notebook_bytes(master: Path | str) -> bytes:
