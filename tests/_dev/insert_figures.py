@@ -48,7 +48,7 @@ FIGS = {
  "chapters/batchnorm.md": [
   ("staying flat with `freeze_bn`.", "batchnorm", "fig_bn_drift",
    "Per-layer drift of the BatchNorm running means during head training, rising in train mode and flat with freeze_bn",
-   f"Running-mean drift of every BN layer while the head trains, in train mode and with `freeze_bn`. Source accuracy: {g('batchnorm','source_acc_frozen_bn_train','.1%')} and {g('batchnorm','source_acc_frozen_bn_eval','.1%')}."),
+   f"Running-mean drift of every BN layer while the head trains, in train mode and with `freeze_bn`. Source accuracy afterwards: {g('batchnorm','source_acc_frozen_bn_train','.1%')} in train mode, {g('batchnorm','source_acc_frozen_bn_eval','.1%')} with `freeze_bn`."),
   ("(the figure is on the lab page).", "batchnorm", "fig_one_image",
    "One source image and the probability of its true class in each of many random batches, in train mode, against eval mode",
    f"One image in random batches of 32: correct in {g('batchnorm','one_image_frac_correct_train_mode','.0%')} of them, with {g('batchnorm','one_image_n_distinct_predictions','d')} different labels."),
