@@ -12,7 +12,7 @@ SUBMISSIONS ?= submissions
 GRADE_ARGS  ?=
 LAB         ?=
 
-.PHONY: setup sandbox-tools book book-ci book-instructor test test-fast assign grade pretrain bench clean
+.PHONY: setup system-packages book book-ci book-instructor test test-fast assign student-notebooks grade pretrain bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,13 +21,20 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-# The grading sandbox (bubblewrap): installed where it can be (root with apt-get); elsewhere
-# `make grade` refuses and says how to get it (or pass GRADE_ARGS=--no-sandbox).
-sandbox-tools:
-	@if ! command -v bwrap >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		apt-get update -qq && apt-get install -y -qq bubblewrap; fi
+# Debian packages the tests use: bubblewrap (the grading sandbox) and Chromium (the browser test,
+# driven by Playwright; no browser is downloaded). Installed where they can be (root with apt-get);
+# elsewhere `make grade` refuses without a sandbox (or pass GRADE_ARGS=--no-sandbox) and the
+# browser test says what to install.
+system-packages:
+	@missing=""; command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "warning: missing Debian packages:$$missing (the grading sandbox and the browser test need them)"; fi; \
+	fi
 
-setup: $(VENV)/.installed sandbox-tools
+setup: $(VENV)/.installed system-packages
 
 # The website shows the labs' student versions: lab masters are swapped for otter's student
 # notebooks in a staged copy of the sources (_build/src/student), and the built site is checked
@@ -59,6 +66,10 @@ test-fast: setup
 
 assign: setup
 	$(PY) -m tlutils.grading assign
+
+# The student notebooks the website's Colab buttons open (student/labs/): rerun after editing a master.
+student-notebooks: setup
+	$(PY) -m tlutils.grading student-notebooks
 
 grade: setup
 	$(PY) -m tlutils.grading grade $(SUBMISSIONS) $(if $(LAB),--lab $(LAB)) $(GRADE_ARGS)

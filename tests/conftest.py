@@ -35,6 +35,8 @@ def pytest_collection_modifyitems(config, items):
         module = getattr(getattr(item, "module", None), "__name__", "")  # nbval's cells have no module
         params = getattr(getattr(item, "callspec", None), "params", {})
         books = [BOOK_GROUPS[f] for f in getattr(item, "fixturenames", ()) if f in BOOK_GROUPS]
+        if "edition" in params:  # tests/test_browser.py asks for one edition's book by its name
+            books = [BOOK_GROUPS[f"{params['edition']}_book"]]
         if books:
             item.add_marker(pytest.mark.xdist_group(books[0]))
         elif module == "test_labs" and "nb" in params:

@@ -28,6 +28,18 @@ class AssignedLab:
 
 
 
+_COLAB_SPEC = re.compile(r'"(git\+https://[^"@]+@[^"]+)"')
+
+
+def _colab_installs_grading(nb: nbformat.NotebookNode) -> None:
+    """A student notebook runs ``import otter``: its Colab cell installs ``tlutils[grading]``
+    (otter-grader) from the repository instead of plain ``tlutils``."""
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "google.colab" in _source(cell):
+            cell["source"] = _COLAB_SPEC.sub(r'"tlutils[grading] @ \1"', _source(cell), count=1)
+            return
+
+
 def _tidy_otter_output(nb_path: Path, master_ids: set[str]) -> None:
     """Keep the course contract (the first code cell is the ``parameters`` cell) in otter's output,
     where otter puts its ``grader = otter.Notebook(...)`` cell first: move that cell right after
@@ -40,6 +52,7 @@ def _tidy_otter_output(nb_path: Path, master_ids: set[str]) -> None:
     if init is not None and params is not None and init < params:
         cell = nb.cells.pop(init)
         nb.cells.insert(params, cell)  # params shifted left by one: this lands just after it
+    _colab_installs_grading(nb)
     seen: set[str] = set()
     for i, cell in enumerate(nb.cells):
         if "id" in cell and (cell["id"] not in master_ids or cell["id"] in seen):

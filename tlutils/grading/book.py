@@ -13,7 +13,7 @@ from .masters import _SKIP_DIRS, GradingError, _default_root, assignment_masters
 EDITIONS = ("student", "instructor")
 
 # Book sources staged besides what _toc.yml and _config.yml name (missing ones are skipped).
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "intro.md", "references.bib", "chapters", "labs",
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "intro.md", "references.bib", "chapters", "labs", "_ext",
                 "_static", "images", "figures", "assets")
 _STAGE_SKIP_FILES = {".OTTER_LOG"}
 _BUILD_DIRS = ("_build", "_build_ci", "build")
@@ -99,3 +99,43 @@ def stage_book(edition: str = "student", root: Path | str | None = None,
             f.rmdir()
     return dest
 
+
+
+# --------------------------------------------------------------------------- committed student notebooks
+
+STUDENT_LABS = Path("student") / "labs"
+"""Where the generated student notebooks are committed: the website's launch buttons open them
+(``_config.yml``'s ``repository.path_to_book`` is ``student``, so ``labs/x`` becomes ``student/labs/x.ipynb``)."""
+
+
+def student_notebook_bytes(master: Path | str) -> bytes:
+    """The student notebook of ``master`` exactly as it is committed (and staged for the book)."""
+    return nbformat.writes(student_notebook(master)).encode() + b"\n"
+
+
+def write_student_notebooks(root: Path | str | None = None) -> list[Path]:
+    """(Re)write ``student/labs/<lab>.ipynb`` for every lab master and delete the ones without a master."""
+    root = _default_root(root)
+    dest = root / STUDENT_LABS
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for m in assignment_masters(root / "labs"):
+        _write_if_changed(dest / m.name, student_notebook_bytes(m))
+        written.append(dest / m.name)
+    for old in sorted(set(dest.glob("*.ipynb")) - set(written)):
+        old.unlink()
+    return written
+
+
+def stale_student_notebooks(root: Path | str | None = None) -> list[str]:
+    """Why the committed student notebooks differ from their masters (empty: they are up to date)."""
+    root = _default_root(root)
+    dest = root / STUDENT_LABS
+    masters = assignment_masters(root / "labs")
+    problems = [f"{m.stem}: {STUDENT_LABS / m.name} is missing" if not (dest / m.name).is_file() else
+                f"{m.stem}: {STUDENT_LABS / m.name} is out of date with labs/{m.name}"
+                for m in masters if not (dest / m.name).is_file()
+                or (dest / m.name).read_bytes() != student_notebook_bytes(m)]
+    problems += [f"{p.stem}: {STUDENT_LABS / p.name} has no master in labs/"
+                 for p in sorted(dest.glob("*.ipynb")) if p.stem not in {m.stem for m in masters}]
+    return problems

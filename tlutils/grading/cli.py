@@ -1,4 +1,4 @@
-"""The command line: ``python -m tlutils.grading {assign,stage-book,grade,check-leaks,lint}``."""
+"""The command line: ``python -m tlutils.grading {assign,stage-book,grade,check-leaks,lint,student-notebooks}``."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .assign import assign
-from .book import EDITIONS, stage_book
+from .book import EDITIONS, stage_book, stale_student_notebooks, write_student_notebooks
 from .leaks import find_leaks
 from .masters import GradingError, _default_root, assignment_masters, lint_master
 from .runner import DEFAULT_TIMEOUT_S, DEFAULT_WORKERS, grade
@@ -17,7 +17,7 @@ _DESCRIPTION = "Graded exercises with otter-grader: assignments, the book's two 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tlutils.grading {assign,stage-book,grade,check-leaks,lint}``."""
+    """``python -m tlutils.grading {assign,stage-book,grade,check-leaks,lint,student-notebooks}``."""
     ap = argparse.ArgumentParser(prog="python -m tlutils.grading", description=_DESCRIPTION)
     ap.add_argument("--root", type=Path, default=None, help="the repository root (default: the current folder)")
     sp = ap.add_subparsers(dest="cmd", required=True)
@@ -45,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("html_dir", type=Path)
     li = sp.add_parser("lint", help="check that lab masters follow the course's exercise format")
     li.add_argument("labs", nargs="*", type=Path)
+    sn = sp.add_parser("student-notebooks", help="write student/labs/<lab>.ipynb from the masters (launch buttons open them)")
+    sn.add_argument("--check", action="store_true", help="only report notebooks out of date with their masters")
     args = ap.parse_args(argv)
 
     try:
@@ -78,6 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bad += bool(problems)
                 print(f"{m}: " + ("ok" if not problems else "\n  " + "\n  ".join(problems)))
             return 1 if bad else 0
+        elif args.cmd == "student-notebooks":
+            if args.check:
+                stale = stale_student_notebooks(args.root)
+                print("\n".join(stale) or "student notebooks are up to date")
+                return 1 if stale else 0
+            for p in write_student_notebooks(args.root):
+                print(p)
     except GradingError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
