@@ -7,6 +7,8 @@ Modules, one concept each:
 * :mod:`tlutils.train`   ``fit`` / ``evaluate``, schedules, callbacks, L2-SP
 * :mod:`tlutils.freeze`  freezing, BatchNorm and learning-rate-group helpers
 * :mod:`tlutils.monitor` gradient norms, weight drift, BN statistics, forgetting
+* :mod:`tlutils.finetune` fine-tuning recipes and replicated runs (sweeps, ablations)
+* :mod:`tlutils.parallel` independent runs in single-thread worker processes
 * :mod:`tlutils.shift`   features, linear probe, MMD, CKA, AdaBN
 * :mod:`tlutils.strategies` feature extraction / fine-tuning / scratch, and the measured decision matrix
 * :mod:`tlutils.hierarchy` transfer the first k blocks, frozen or fine-tuned (Yosinski et al.)
@@ -27,7 +29,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _MODULES = ("world", "models", "train", "freeze", "monitor", "shift", "plots", "explore", "tracks", "hierarchy",
-            "strategies", "lab", "grading")
+            "strategies", "lab", "grading", "finetune", "parallel")
 _SHORTCUTS = {"fit": "train", "evaluate": "train", "get_device": "train", "load_pretrained": "models",
               "resnet_small": "models", "freeze_bn": "freeze", "unfreeze_bn": "freeze"}
 

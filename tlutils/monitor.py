@@ -133,6 +133,34 @@ class SourceAccuracyMonitor(Callback):
         logs["source_acc"] = source_accuracy(state.model, self.head, self.data, device=state.device)
 
 
+class StepAccuracyMonitor(Callback):
+    """Accuracy on a fixed (small) dataset before the first step and after every ``every`` steps.
+
+    ``self.steps`` is a list of ``{"step": k, "acc": a}``, ``k`` the number of updates made so far,
+    so it lines up with :class:`GradNormMonitor`, whose step ``k`` is the gradient computed after
+    ``k`` updates. ``self.losses`` holds ``{"step": k, "loss": l}``, the training loss of the batch of
+    update ``k`` (before it). Use a few hundred images: it runs inside the training loop.
+    """
+
+    def __init__(self, data: Dataset | DataLoader, every: int = 1) -> None:
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.data, self.every = data, every
+        self.steps: list[dict] = []
+        self.losses: list[dict] = []
+
+    def _record(self, state: FitState, step: int) -> None:
+        self.steps.append({"step": step, "acc": evaluate(state.model, self.data, device=state.device)["acc"]})
+
+    def on_fit_start(self, state: FitState) -> None:
+        self._record(state, state.step)
+
+    def on_step_end(self, state: FitState) -> None:
+        self.losses.append({"step": state.step, "loss": state.loss})
+        if (state.step + 1) % self.every == 0:
+            self._record(state, state.step + 1)
+
+
 # --------------------------------------------------------------------------- debugging and production monitoring
 
 @torch.no_grad()

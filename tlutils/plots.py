@@ -73,7 +73,12 @@ def plot_histories(histories: Mapping[str, Sequence[dict]], keys: Sequence[str] 
         if "acc" in key:
             ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=8, loc="best")
+    return _finish_row(fig, axes[0], title)
+
+
+def _finish_row(fig, axes, title: str | None = None, legend_loc: str = "best", fontsize: int = 8):
+    """The common last touches of a row of panels: a legend on the last one, a title, the layout."""
+    axes[-1].legend(fontsize=fontsize, loc=legend_loc)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -376,5 +381,71 @@ def _finish(fig, ax, chance: float | None = None, title: str | None = None, lege
     ax.legend(fontsize=8, loc=legend_loc)
     if title:
         ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_lr_sweep(table: Mapping[str, Mapping], keys: Mapping[str, str], group: Sequence[str] = ("head", "BN"),
+                  lr_key: str = "LR / peak", marks: Mapping[str, float] | None = None,
+                  chance: Mapping[str, float] | None = None, xlabel: str = "learning rate / pretraining peak",
+                  title: str | None = None):
+    """Accuracy against learning rate (log x), one line per ``group`` value, bands of mean +- sd.
+
+    ``table`` is a :func:`tlutils.finetune.table` (rows with ``lr_key``, the ``group`` columns and
+    ``key`` / ``key sd`` columns); ``keys`` maps each metric to its panel's y label; ``marks`` draws
+    labelled vertical lines (e.g. the head's learning rate) and ``chance`` a dotted level per metric.
+    """
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 3.8), squeeze=False)
+    lines: dict[tuple, list] = {}
+    for row in table.values():
+        lines.setdefault(tuple(row[g] for g in group), []).append(row)
+    for ax, (key, ylabel) in zip(axes[0], keys.items()):
+        for name, rows in lines.items():
+            rows = sorted(rows, key=lambda r: r[lr_key])
+            x = np.array([r[lr_key] for r in rows])
+            m = np.array([r[key] for r in rows])
+            s = np.array([r.get(f"{key} sd", 0.0) for r in rows])
+            label = ", ".join(f"{g} {v}" for g, v in zip(group, name))
+            (line,) = ax.plot(x, m, marker="o", ms=3, label=label)
+            ax.fill_between(x, np.clip(m - s, 0, 1), np.clip(m + s, 0, 1), color=line.get_color(), alpha=0.2)
+        for mark, value in (marks or {}).items():
+            ax.axvline(value, color="black", lw=0.8, ls="--")
+            ax.annotate(mark, (value, 1.0), fontsize=7, rotation=90, va="top", ha="right")
+        if chance and key in chance:
+            ax.axhline(chance[key], color="grey", ls=":", lw=1, label="chance")
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    return _finish_row(fig, axes[0], title, legend_loc="lower left", fontsize=7)
+
+
+def plot_spike_and_accuracy(grads: Mapping[str, Sequence[dict]], accs: Mapping[str, Sequence[dict]],
+                            key: str = "backbone", chance: float | None = None, title: str | None = None):
+    """Gradient norm of ``key`` at every step (top, log scale) above accuracy on a fixed subset (bottom).
+
+    ``grads[run]`` is a :class:`~tlutils.monitor.GradNormMonitor`'s ``steps`` (step ``k``: the gradient
+    after ``k`` updates) and ``accs[run]`` a :class:`~tlutils.monitor.StepAccuracyMonitor`'s (step ``k``:
+    accuracy after ``k`` updates), so a point of one panel lies above the matching point of the other.
+    """
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.6), sharex=True)
+    for name in grads:
+        (line,) = top.plot([s["step"] for s in grads[name]], [s[key] for s in grads[name]], marker=".", label=name)
+        if name in accs:
+            bottom.plot([s["step"] for s in accs[name]], [s["acc"] for s in accs[name]], marker=".",
+                        color=line.get_color(), label=name)
+    top.set_yscale("log")
+    top.set_ylabel(f"{key} gradient L2 norm")
+    top.grid(alpha=0.3)
+    top.legend(fontsize=8)
+    if chance is not None:
+        bottom.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+    bottom.set_ylim(0, 1.02)
+    bottom.set_ylabel("target accuracy, fixed val subset")
+    bottom.set_xlabel("training step (updates made so far)")
+    bottom.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
