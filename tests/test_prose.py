@@ -132,7 +132,7 @@ def test_glued_tables_render_as_tables(student_book):
     """A chapter that shows a glued dict with the block directive gets an HTML table."""
     shown = 0
     for md in CHAPTERS:
-        for lab, key in re.findall(r"```\{glue:?\w*\}\s*(?:\.\./)?labs/(\w+)\.ipynb::(\w+)", md.read_text()):
+        for key, lab in re.findall(r"```\{glue:?\w*\}\s*(\w+)\n:doc:\s*(?:\.\./)?labs/(\w+)\.ipynb", md.read_text()):
             if isinstance(student_book.glued(lab).get(key), dict):
                 page = (student_book.html / md.relative_to(ROOT).with_suffix(".html")).read_text()
                 assert 'class="tlutils-table"' in page, f"{md.name}: {key} is not shown as a table"
