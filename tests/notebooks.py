@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import fcntl
 import hashlib
 import os
 import shutil
@@ -116,7 +117,23 @@ class Book:
         """Stage the edition's sources and build it (`-W -n --keep-going`, the book's own settings).
 
         Executed labs come from the jupyter cache when neither their cells nor tlutils changed.
+        One build per test run: pytest-xdist's loadgroup does not always keep a group on one
+        worker, so a second worker waits here for the first one's build and then uses it.
         """
+        self.out.mkdir(parents=True, exist_ok=True)
+        run = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # the same in every worker of one run
+        built = self.out / f".book-{self.edition}.built"
+        with open(self.out / f".book-{self.edition}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if run and built.exists() and built.read_text() == run:
+                return self
+            built.unlink(missing_ok=True)
+            self._build()
+            if run:
+                built.write_text(run)
+            return self
+
+    def _build(self) -> "Book":
         py = sys.executable
         subprocess.run([py, "-m", "tlutils.grading", "stage-book", "--edition", self.edition, "--dest", str(self.src)],
                        check=True, cwd=ROOT)

@@ -79,14 +79,16 @@ def finetune(model: nn.Module, recipe: Recipe, train: Dataset, val: Dataset | No
              progress: bool = False, desc: str = "finetune") -> History:
     """Fine-tune ``model`` in place with ``recipe``; returns :func:`tlutils.train.fit`'s history.
 
-    L2-SP pulls the backbone toward its weights at the start of this call.
+    L2-SP pulls the backbone toward its weights at the start of this call. A run whose loss
+    becomes NaN or infinite trains on (``fit``'s ``stop_on_nonfinite=False``): the lab's sweep
+    reports divergence as a result ("diverged" in its table) rather than stopping at it.
     """
     groups = prepare(model, recipe)
     penalty = L2SP(model, alpha=recipe.l2sp_alpha) if recipe.l2sp_alpha else None
     return fit(model, train, val, epochs=recipe.epochs, param_groups=groups, schedule=recipe.schedule,
                warmup_steps=recipe.warmup_steps, clip_grad_norm=recipe.clip_grad_norm, penalty=penalty,
                batch_size=batch_size, seed=seed, device=device, callbacks=callbacks, progress=progress,
-               desc=desc)
+               desc=desc, stop_on_nonfinite=False)
 
 
 def reinitialise(model: nn.Module, seed: int = 0) -> nn.Module:
