@@ -55,11 +55,18 @@ book-instructor: setup
 	$(PY) -m tlutils.grading stage-book --edition instructor
 	$(JB) build _build/src/instructor -W -n --keep-going --all --path-output _build/instructor
 
-# Two pytest workers with one thread each: on a 2-core machine that is faster than one worker
-# with two threads (torch scales poorly to a second thread on these small models), and each
-# lab's runs, the book and the grading tests stay on one worker (tests/conftest.py).
+# Two test processes side by side. The website's tests (mark `book`: both editions built once,
+# then every chapter claim checked on the `full` numbers, the browser test, ...) run in one
+# process with two threads, since building the `full` book is the longest chain; everything else
+# runs in two pytest workers with one thread each (on these small models that is faster than one
+# worker with two threads). Each lab's runs and the grading tests stay on one worker
+# (tests/conftest.py). The book's log is printed at the end; the exit status is the worse of the two.
 test: setup
-	OMP_NUM_THREADS=1 $(PY) -m pytest -v -n 2 --dist loadgroup --durations=15
+	@mkdir -p tests/_artifacts
+	@OMP_NUM_THREADS=2 $(PY) -m pytest -v -m book -p no:xdist --durations=10 > tests/_artifacts/book-tests.log 2>&1 & book=$$!; \
+	OMP_NUM_THREADS=1 $(PY) -m pytest -v -n 2 --dist loadgroup -m "not book" --durations=15; rest=$$?; \
+	wait $$book; books=$$?; echo "=== the website's tests (tests/_artifacts/book-tests.log) ==="; \
+	cat tests/_artifacts/book-tests.log; exit $$(( rest > books ? rest : books ))
 
 test-fast: setup
 	$(PY) -m pytest -m "not notebook and not book" -q

@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/notebooks.py, tests/lab_
 
 from notebooks import Book  # noqa: E402
 
-BOOK_GROUPS = {"student_book": "book", "instructor_book": "instructor-book"}
+BOOK_FIXTURES = ("student_book", "instructor_book")
 
 
 @pytest.fixture(scope="session")
@@ -27,18 +27,19 @@ def instructor_book() -> Book:
     return Book("instructor", "ci").build()
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects on the `book` mark
 def pytest_collection_modifyitems(config, items):
-    """Groups for `pytest -n 2 --dist loadgroup` (make test): each lab's runs stay on one worker
-    (they share executions), and so do the tests of one built book and the grading tests (module
-    fixtures)."""
+    """Every test of a built book is marked `book` (make test runs them in a process of their own,
+    beside the others). Groups for `pytest -n 2 --dist loadgroup`: each lab's runs, and the grading
+    tests (module fixtures), stay on one worker where xdist keeps its groups together (it does not
+    always: tests/notebooks.py shares executions between workers as well)."""
     for item in items:
         module = getattr(getattr(item, "module", None), "__name__", "")  # nbval's cells have no module
         params = getattr(getattr(item, "callspec", None), "params", {})
-        books = [BOOK_GROUPS[f] for f in getattr(item, "fixturenames", ()) if f in BOOK_GROUPS]
-        if "edition" in params:  # tests/test_browser.py asks for one edition's book by its name
-            books = [BOOK_GROUPS[f"{params['edition']}_book"]]
+        # tests/test_browser.py asks for an edition's book by name (`edition`)
+        books = "edition" in params or any(f in BOOK_FIXTURES for f in getattr(item, "fixturenames", ()))
         if books:
-            item.add_marker(pytest.mark.xdist_group(books[0]))
+            item.add_marker(pytest.mark.book)
         elif module == "test_labs" and "nb" in params:
             item.add_marker(pytest.mark.xdist_group(f"lab-{params['nb'].stem}"))
         elif module in ("test_grading", "test_grading_hostile"):

@@ -10,7 +10,7 @@ import papermill as pm
 import pytest
 
 import lab_checks
-from notebooks import CI_BUDGET_S, FULL_BUDGET_S, execute, glued, lab_notebooks
+from notebooks import CI_BUDGET_S, FULL_BUDGET_S, execute, execute_once, glued, lab_notebooks
 
 pytestmark = pytest.mark.notebook
 LABS = lab_notebooks()
@@ -22,7 +22,7 @@ def run(nb, seed=0):
     """Execute each (notebook, seed) once per test session."""
     key = (nb, seed)
     if key not in _runs:
-        _runs[key] = execute(nb, "ci", seed)
+        _runs[key] = execute_once(nb, "ci", seed)
     return _runs[key]
 
 
