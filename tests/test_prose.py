@@ -66,7 +66,7 @@ def _prose(md: str) -> list[str]:
     text = re.sub(r"\{cite(:\w+)?\}`[^`]*`", " CITED ", text)
     text = re.sub(r"\{[\w:-]+\}`[^`]*`", " GLUED ", text)   # roles: glue, doc, ref, math, ...
     text = re.sub(r"`[^`]*`", " CODE ", text)                 # inline code
-    sentences = re.split(r"(?<=[.!?:])\s+(?=[A-Z*(])|\n\s*\n", text)
+    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z*(])|\n\s*\n", text)
     # a sentence that cites a paper may quote that paper's numbers
     return [s for s in sentences if "CITED" not in s and "et al." not in s]
 
