@@ -109,15 +109,16 @@ def wrap(cmd: list[str], box: Path, limits: Limits, sandbox: bool) -> list[str]:
     args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     for h in hide:  # empty, and too small to fill the memory with
         args += ["--size", str(2**20), "--tmpfs", h]
+    tmp_size = str(int(limits.tmp_mb * 2**20))
+    args += ["--perms", "1777", "--size", tmp_size, "--tmpfs", "/dev/shm",
+             "--perms", "1777", "--size", tmp_size, "--tmpfs", "/tmp"]
+    # after the tmpfs mounts, so that a Python or course checkout under /tmp stays visible
     for s in show:  # bwrap would create the folders above a mount point readable by root only
         parents = [str(q) for q in reversed(Path(s).parents) if len(q.parts) > 2]
         for q in parents:
             args += ["--perms", "0755", "--dir", q]
         args += ["--ro-bind", s, s]
-    tmp_size = str(int(limits.tmp_mb * 2**20))
-    args += ["--perms", "1777", "--size", tmp_size, "--tmpfs", "/dev/shm",
-             "--perms", "1777", "--size", tmp_size, "--tmpfs", "/tmp",
-             "--bind", str(box), INNER_BOX, "--chdir", INNER_BOX,
+    args += ["--bind", str(box), INNER_BOX, "--chdir", INNER_BOX,
              "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
              "--die-with-parent", "--new-session"]
     if os.geteuid() == 0:
