@@ -12,6 +12,7 @@ import csv
 import fcntl
 import hashlib
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -24,11 +25,12 @@ import papermill as pm
 ROOT = Path(__file__).resolve().parents[1]
 LABS = ROOT / "labs"
 ARTIFACTS = ROOT / "tests" / "_artifacts"
-CI_BUDGET_S = 240.0
-"""A `ci` run must take under 75 s on an idle 2-core CPU (the README states the measured times).
-`make test` runs three test processes on those two cores, which makes a lab up to about twice as
-slow (the forgetting lab: 76 s idle, 148 s there), so the harness fails a run over 240 s: it catches
-a lab grown several times slower, not one a few seconds over its budget."""
+CI_BUDGET_S = 150.0
+"""A `ci` run must take under 75 s on an idle 2-core CPU, that is at most 150 CPU seconds over
+both cores (the README states the measured wall times). The harness checks the CPU time of the
+run's kernel and its worker processes, which does not depend on what else the machine runs:
+`make test` runs three test processes on two cores, which can make a lab's wall time several
+times longer."""
 
 
 def lab_notebooks() -> list[Path]:
@@ -54,31 +56,40 @@ def execute_once(nb: Path, profile: str = "ci", seed: int = 0) -> tuple[Path, fl
 
 
 def execute(nb: Path, profile: str = "ci", seed: int = 0, out_dir: Path = ARTIFACTS) -> tuple[Path, float]:
-    """Run ``nb`` with papermill; return the executed copy and its wall time in seconds."""
+    """Run ``nb`` with papermill; return the executed copy and the CPU seconds it took (kernel and
+    its workers; its wall time goes to ``timings.csv`` beside them)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{nb.stem}.{profile}.seed{seed}.ipynb"
     env_before = os.environ.get("TLUTILS_PROFILE")
     os.environ.pop("TLUTILS_PROFILE", None)  # the parameter, not the environment, decides
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _children_cpu()
     try:
         pm.execute_notebook(str(nb), str(out), parameters={"profile": profile, "seed": seed},
                             cwd=str(nb.parent), kernel_name="python3", progress_bar=False)
     finally:
         if env_before is not None:
             os.environ["TLUTILS_PROFILE"] = env_before
-    elapsed = time.perf_counter() - t
-    _log_time(nb.stem, profile, seed, elapsed)
-    return out, elapsed
+    elapsed, cpu = time.perf_counter() - t, _children_cpu() - cpu
+    _log_time(nb.stem, profile, seed, elapsed, cpu)
+    return out, cpu
 
 
-def _log_time(name: str, profile: str, seed: int, seconds: float) -> None:
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children: a notebook's kernel and
+    the workers it started, once the kernel has exited."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _log_time(name: str, profile: str, seed: int, seconds: float, cpu: float | None = None) -> None:
     path = ARTIFACTS / "timings.csv"
     new = not path.exists()
     with path.open("a", newline="") as f:
         w = csv.writer(f)
         if new:
-            w.writerow(["notebook", "profile", "seed", "seconds", "budget_s"])
-        w.writerow([name, profile, seed, f"{seconds:.1f}", CI_BUDGET_S if profile == "ci" else ""])
+            w.writerow(["notebook", "profile", "seed", "wall_s", "cpu_s", "cpu_budget_s"])
+        w.writerow([name, profile, seed, f"{seconds:.1f}", "" if cpu is None else f"{cpu:.1f}",
+                    CI_BUDGET_S if profile == "ci" else ""])
 
 
 def glued(nb: Path | nbformat.NotebookNode) -> dict:
