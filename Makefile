@@ -57,14 +57,14 @@ book-instructor: setup
 
 # Two test processes side by side. The website's tests (mark `book`: both editions built once,
 # then every chapter claim checked on the `full` numbers, the browser test, ...) run in one
-# process with two threads and first call on the CPU, since building the `full` book is the
+# process with one thread and first call on the CPU, since building the `full` book is the
 # longest chain; everything else runs at a lower priority (nice) in two pytest workers with one
 # thread each (on these small models that is faster than one
 # worker with two threads). Each lab's runs and the grading tests stay on one worker
 # (tests/conftest.py). The book's log is printed at the end; the exit status is the worse of the two.
 test: setup
 	@mkdir -p tests/_artifacts
-	@OMP_NUM_THREADS=2 $(PY) -m pytest -v -m book -p no:xdist --durations=10 > tests/_artifacts/book-tests.log 2>&1 & book=$$!; \
+	@OMP_NUM_THREADS=1 $(PY) -m pytest -v -m book -p no:xdist --durations=10 > tests/_artifacts/book-tests.log 2>&1 & book=$$!; \
 	OMP_NUM_THREADS=1 nice -n 10 $(PY) -m pytest -v -n 2 --dist loadgroup -m "not book" --durations=15; rest=$$?; \
 	wait $$book; books=$$?; echo "=== the website's tests (tests/_artifacts/book-tests.log) ==="; \
 	cat tests/_artifacts/book-tests.log; exit $$(( rest > books ? rest : books ))
