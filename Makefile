@@ -37,35 +37,41 @@ system-packages:
 setup: $(VENV)/.installed system-packages
 
 # The website shows the labs' student versions: lab masters are swapped for otter's student
-# notebooks in a staged copy of the sources (_build/src/student), and the built site is checked
-# for solution and hidden-test text.
+# notebooks in a staged copy of the sources (_build/src/student), the labs are executed two at a
+# time into the book's jupyter cache (jupyter-book runs them one by one), and the built site is
+# checked for solution and hidden-test text.
 book: setup
 	$(PY) -m tlutils.grading stage-book --edition student
+	$(PY) -m tlutils.grading execute-book _build/src/student --cache _build/.jupyter_cache
 	$(JB) build _build/src/student -W -n --keep-going --all --path-output .
 	$(PY) -m tlutils.grading check-leaks _build/html
 
 # The same book with every lab in the quick `ci` profile, in its own folder and cache.
 book-ci: setup
 	$(PY) -m tlutils.grading stage-book --edition student --dest _build_ci/src/student
+	TLUTILS_PROFILE=ci $(PY) -m tlutils.grading execute-book _build_ci/src/student --cache _build_ci/_build/.jupyter_cache
 	TLUTILS_PROFILE=ci $(JB) build _build_ci/src/student -W -n --keep-going --all --path-output _build_ci
 	$(PY) -m tlutils.grading check-leaks _build_ci/_build/html
 
 # The instructor edition, with solutions (never publish it): _build/instructor/_build/html
 book-instructor: setup
 	$(PY) -m tlutils.grading stage-book --edition instructor
+	$(PY) -m tlutils.grading execute-book _build/src/instructor --cache _build/instructor/_build/.jupyter_cache
 	$(JB) build _build/src/instructor -W -n --keep-going --all --path-output _build/instructor
 
 # Two test processes side by side. The website's tests (mark `book`: both editions built once,
 # then every chapter claim checked on the `full` numbers, the browser test, ...) run in one
-# process with one thread and first call on the CPU, since building the `full` book is the
-# longest chain; everything else runs at a lower priority (nice) in two pytest workers with one
-# thread each (on these small models that is faster than one
-# worker with two threads). Each lab's runs and the grading tests stay on one worker
-# (tests/conftest.py). The book's log is printed at the end; the exit status is the worse of the two.
+# process that first calls on the CPU, since building the `full` book is the longest chain (its
+# labs run two at a time); everything else runs at a lower priority (nice) in two pytest workers,
+# each test file on one worker, the longest files first (tests/conftest.py). Every process uses
+# one thread (on these small models that is faster than one process with two).
+# TLUTILS_TEST_RUN lets the processes share each papermill run (the instructor edition shows the
+# harness's ci runs). The book's log is printed at the end; the exit status is the worse of the two.
 test: setup
 	@mkdir -p tests/_artifacts
-	@OMP_NUM_THREADS=1 $(PY) -m pytest -v -m book -p no:xdist --durations=10 > tests/_artifacts/book-tests.log 2>&1 & book=$$!; \
-	OMP_NUM_THREADS=1 nice -n 10 $(PY) -m pytest -v -n 2 --dist loadgroup -m "not book" --durations=15; rest=$$?; \
+	@export TLUTILS_TEST_RUN=make-$$$$-$$(date +%s); \
+	OMP_NUM_THREADS=1 $(PY) -m pytest -v -m book -p no:xdist --durations=10 > tests/_artifacts/book-tests.log 2>&1 & book=$$!; \
+	OMP_NUM_THREADS=1 nice -n 10 $(PY) -m pytest -v -n 2 --dist loadfile --no-loadscope-reorder -m "not book" --durations=15; rest=$$?; \
 	wait $$book; books=$$?; echo "=== the website's tests (tests/_artifacts/book-tests.log) ==="; \
 	cat tests/_artifacts/book-tests.log; exit $$(( rest > books ? rest : books ))
 

@@ -7,7 +7,7 @@ import pytest
 matplotlib.use("Agg")
 sys.path.insert(0, str(Path(__file__).parent))  # tests/notebooks.py, tests/lab_checks.py
 
-from notebooks import Book  # noqa: E402
+from notebooks import Book, execute_once, lab_notebooks  # noqa: E402
 
 BOOK_FIXTURES = ("student_book", "instructor_book")
 
@@ -23,26 +23,29 @@ def student_book() -> Book:
 
 @pytest.fixture(scope="session")
 def instructor_book() -> Book:
-    """The instructor edition (solutions shown), in the quick `ci` profile."""
-    return Book("instructor", "ci").build()
+    """The instructor edition (solutions shown), in the quick `ci` profile: the labs are the harness's
+    papermill runs (seed 0, shared with test_labs.py), shown without executing them a third time."""
+    runs = {nb.stem: execute_once(nb, "ci", 0)[0] for nb in lab_notebooks()}
+    return Book("instructor", "ci", executed=runs).build()
+
+
+# The longest test files first: `make test` runs `pytest -n 2 --dist loadfile --no-loadscope-reorder`,
+# which keeps each file on one worker (so a module fixture, e.g. one grading run, is computed once)
+# and hands the files out in this order.
+LONGEST_FIRST = ("test_labs", "test_grading", "test_lab_seeds", "test_grading_hostile")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects on the `book` mark
 def pytest_collection_modifyitems(config, items):
     """Every test of a built book is marked `book` (make test runs them in a process of their own,
-    beside the others). Groups for `pytest -n 2 --dist loadgroup`: each lab's runs, and the grading
-    tests (module fixtures), stay on one worker where xdist keeps its groups together (it does not
-    always: tests/notebooks.py shares executions between workers as well)."""
+    beside the others); the longest files come first."""
+    def module(item):
+        return getattr(getattr(item, "module", None), "__name__", "")  # nbval's cells have no module
+
     for item in items:
-        module = getattr(getattr(item, "module", None), "__name__", "")  # nbval's cells have no module
         params = getattr(getattr(item, "callspec", None), "params", {})
         # tests/test_browser.py asks for an edition's book by name (`edition`)
-        books = "edition" in params or any(f in BOOK_FIXTURES for f in getattr(item, "fixturenames", ()))
-        if books:
+        if "edition" in params or any(f in BOOK_FIXTURES for f in getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.book)
-        elif module == "test_labs" and "nb" in params:
-            item.add_marker(pytest.mark.xdist_group(f"lab-{params['nb'].stem}"))
-        elif module in ("test_grading", "test_grading_hostile"):
-            # one group: sandboxes of one worker share its uid counter, and the hostile suite
-            # looks for any leftover sandbox process
-            item.add_marker(pytest.mark.xdist_group("grading"))
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(module(item), len(rank)))  # stable: the order within a file stays

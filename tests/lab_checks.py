@@ -292,6 +292,20 @@ def check_domain_shift(g: dict, profile: str) -> None:
     cka = g["cka_by_block"]
     for cond, by_block in cka.items():
         assert by_block["conv1"] >= by_block["layer4"], (cond, by_block)
+    # the glued verdicts say what the seeds say, in both profiles: each cell's named best strategy has the
+    # highest mean, and "ahead of the runner-up on every seed" is written exactly when it beat it on every seed
+    for size_name, n in (("small", small), ("large", large)):
+        for cond_name, cond in (("noshift", "no shift"), ("strong", strong), ("dissimilar", "dissimilar task")):
+            cell, runs = acc[cond][n], mruns[cond][n]
+            (first, _), (second, _) = sorted(cell.items(), key=lambda kv: -kv[1])[:2]
+            clear = all(x > y for x, y in zip(runs[first], runs[second]))
+            assert g[f"best_{size_name}_{cond_name}"] == first and g[f"best_{size_name}_{cond_name}_clear"] is clear, (cond, n, cell)
+            assert g[f"verdict_{size_name}_{cond_name}"].startswith("ahead of" if clear else "within noise"), (cond, n)
+    # the sentences the chapter scopes to the book's run: in `ci` their glued words must still match the numbers
+    for words, diff in (("doubling_scratch_words", "doubling_gain_scratch"), ("doubling_ftall_words", "doubling_gain_ftall"),
+                        ("deeper_ft_gain_strongest_words", "deeper_ft_gain_strongest")):
+        d = round(100 * g[diff], 1)
+        assert g[words] == ("no different" if d == 0 else f"{abs(d):.1f} points {'higher' if d > 0 else 'lower'}"), (words, g[words], d)
     if profile == "full":   # the book's budgets; the chapter states these for the book's numbers
         # the budgets are enough: doubling them changes the accuracy by less than three points
         assert abs(g["doubling_gain_scratch"]) < 0.03 and abs(g["doubling_gain_ftall"]) < 0.03, g["convergence"]

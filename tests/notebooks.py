@@ -38,13 +38,20 @@ def lab_notebooks() -> list[Path]:
     return sorted(p for p in LABS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
 
+def test_run_id() -> str:
+    """One id per test run: `make test` sets TLUTILS_TEST_RUN for both of its pytest processes (so the
+    book's process reuses the ci runs of the other one), pytest-xdist gives its workers one."""
+    return (os.environ.get("TLUTILS_TEST_RUN") or os.environ.get("PYTEST_XDIST_TESTRUNUID")
+            or f"pid{os.getpid()}")
+
+
 def execute_once(nb: Path, profile: str = "ci", seed: int = 0) -> tuple[Path, float]:
     """:func:`execute`, once per test run across pytest-xdist workers: a worker that needs a run
     another one started waits for it and reads its executed copy (xdist's ``loadgroup`` does not
     always keep a lab's tests on one worker)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     out = ARTIFACTS / f"{nb.stem}.{profile}.seed{seed}.ipynb"
-    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", f"pid{os.getpid()}")
+    run = test_run_id()
     done = out.with_suffix(".done")
     with open(out.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -132,8 +139,10 @@ def _tlutils_digest() -> str:
 class Book:
     """A built edition of the website: where its HTML is, and what its labs recorded."""
 
-    def __init__(self, edition: str, profile: str):
-        self.edition, self.profile = edition, profile
+    def __init__(self, edition: str, profile: str, executed: dict[str, Path] | None = None):
+        """``executed``: papermill copies of the labs (instructor edition only), shown as they are
+        instead of being executed again by the build."""
+        self.edition, self.profile, self.executed_copies = edition, profile, executed or {}
         # the same folders as `make book`, `make book-instructor` and `make book-ci`
         base = ROOT / ("_build" if profile == "full" else "_build_ci")
         self.src = base / "src" / edition
@@ -150,28 +159,33 @@ class Book:
         worker, so a second worker waits here for the first one's build and then uses it.
         """
         self.out.mkdir(parents=True, exist_ok=True)
-        run = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # the same in every worker of one run
+        run = test_run_id()
         built = self.out / f".book-{self.edition}.built"
         with open(self.out / f".book-{self.edition}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if run and built.exists() and built.read_text() == run:
+            if built.exists() and built.read_text() == run:
                 return self
             built.unlink(missing_ok=True)
             self._build()
-            if run:
-                built.write_text(run)
+            built.write_text(run)
             return self
 
     def _build(self) -> "Book":
         py = sys.executable
-        subprocess.run([py, "-m", "tlutils.grading", "stage-book", "--edition", self.edition, "--dest", str(self.src)],
-                       check=True, cwd=ROOT)
+        executed = ["--executed", *map(str, self.executed_copies.values())] if self.executed_copies else []
+        subprocess.run([py, "-m", "tlutils.grading", "stage-book", "--edition", self.edition, "--dest", str(self.src),
+                        *executed], check=True, cwd=ROOT)
         stamp, digest = self.cache / "tlutils.sha256", _tlutils_digest()
         if self.cache.exists() and (not stamp.exists() or stamp.read_text() != digest):
             shutil.rmtree(self.cache)
         env = {k: v for k, v in os.environ.items() if k != "TLUTILS_PROFILE"}
         if self.profile == "ci":
             env["TLUTILS_PROFILE"] = "ci"
+        # as `make book` does: the labs two at a time into the cache, which the build then reads
+        r = subprocess.run([py, "-m", "tlutils.grading", "execute-book", str(self.src), "--cache", str(self.cache)],
+                           capture_output=True, text=True, env=env, cwd=ROOT)
+        if r.returncode != 0:
+            raise RuntimeError(f"the {self.edition} book's labs ({self.profile}) failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
         r = subprocess.run([str(Path(py).with_name("jupyter-book")), "build", str(self.src), "-W", "-n", "--keep-going",
                             "--all", "--path-output", str(self.out)], capture_output=True, text=True, env=env)
         (ARTIFACTS).mkdir(parents=True, exist_ok=True)
@@ -180,7 +194,8 @@ class Book:
             raise RuntimeError(f"the {self.edition} book ({self.profile}) did not build:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
         stamp.write_text(digest)
         for lab in lab_notebooks():
-            _log_time(f"{lab.stem} (book)", self.profile, 0, self.execution_seconds(lab.stem))
+            if lab.stem not in self.executed_copies:
+                _log_time(f"{lab.stem} (book)", self.profile, 0, self.execution_seconds(lab.stem))
         return self
 
     def _record(self, lab: str):
@@ -189,9 +204,11 @@ class Book:
         return get_cache(str(self.cache)).match_cache_file(str(self.src / "labs" / f"{lab}.ipynb"))
 
     def executed(self, lab: str) -> nbformat.NotebookNode:
-        """The lab as this build executed it, with every output (glue included)."""
+        """The lab as this build executed it (or showed its executed copy), with every output (glue included)."""
         from jupyter_cache import get_cache
 
+        if lab in self.executed_copies:
+            return nbformat.read(str(self.src / "labs" / f"{lab}.ipynb"), as_version=4)
         return get_cache(str(self.cache)).get_cache_bundle(self._record(lab).pk).nb
 
     def glued(self, lab: str) -> dict:

@@ -465,6 +465,39 @@ def test_default_book_has_no_solutions_and_instructor_edition_does(toy_repo):
     assert kinds == {"solution"}, "the instructor edition shows solutions but never hidden tests"
 
 
+@pytest.mark.book
+def test_labs_executed_ahead_are_what_the_build_shows(toy_repo, tmp_path):
+    """`execute-book` fills the cache the way the build would: the build then executes nothing."""
+    src = g.stage_book("student", root=toy_repo, dest=toy_repo / "_build" / "src" / "ahead")
+    cache = tmp_path / "_build" / ".jupyter_cache"
+    assert set(g.execute_labs(src, cache)) == {"toy_lab"}
+    assert g.execute_labs(src, cache) == {}, "a cached lab is not executed again"
+    env = dict(os.environ, TLUTILS_PROFILE="ci")
+    r = subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(src), "-W", "-n",
+                        "--path-output", str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "Using cached notebook" in r.stdout and "Executing notebook" not in r.stdout, r.stdout[-3000:]
+
+
+def test_instructor_edition_can_show_an_executed_copy(toy_repo, tmp_path):
+    """The tests' instructor edition shows the harness's papermill run instead of executing the lab again."""
+    executed = copy.deepcopy(nbformat.read(str(FIXTURE), as_version=4))
+    code = [c for c in executed.cells if c.cell_type == "code"]
+    code[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="ran once\n")]
+    copy_path = tmp_path / "toy_lab.ci.seed0.ipynb"
+    nbformat.write(executed, str(copy_path))
+    src = g.stage_book("instructor", root=toy_repo, dest=toy_repo / "_build" / "src" / "shown", executed=[copy_path])
+    staged = nbformat.read(str(src / "labs" / "toy_lab.ipynb"), as_version=4)
+    assert staged.metadata["mystnb"] == {"execution_mode": "off"}
+    assert any("ran once" in o.get("text", "") for c in staged.cells for o in c.get("outputs", []))
+    assert not any("# HIDDEN" in c.source for c in staged.cells), "hidden tests never reach the instructor edition"
+    with pytest.raises(g.GradingError, match="instructor edition"):
+        g.stage_book("student", root=toy_repo, dest=toy_repo / "_build" / "src" / "nope", executed=[copy_path])
+    with pytest.raises(g.GradingError, match="without a lab master: other"):
+        g.stage_book("instructor", root=toy_repo, dest=toy_repo / "_build" / "src" / "nope",
+                     executed=[copy_path, tmp_path / "other.ci.seed0.ipynb"])
+
+
 # --------------------------------------------------------------------------- parallel = alone (slow)
 
 @pytest.mark.notebook

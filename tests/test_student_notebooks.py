@@ -3,11 +3,8 @@ must be exactly what the masters generate, and carry no solution or hidden-test 
 from __future__ import annotations
 
 import nbformat
-import pytest
 
 from notebooks import ROOT
-
-pytestmark = pytest.mark.xdist_group("test_grading")  # otter assign, like the grading tests
 
 
 def test_committed_student_notebooks_are_up_to_date():

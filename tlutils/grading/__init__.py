@@ -24,7 +24,7 @@ student and instructor notebooks), :mod:`.book` (the book's editions), :mod:`.le
 :mod:`.plaindata` and :mod:`.check`) and :mod:`.cli` (the command line).
 """
 from .assign import AssignedLab, assign, instructor_notebook, student_notebook
-from .book import EDITIONS, STUDENT_LABS, stage_book, stale_student_notebooks, student_notebook_bytes, write_student_notebooks
+from .book import EDITIONS, STUDENT_LABS, execute_labs, stage_book, stale_student_notebooks, student_notebook_bytes, write_student_notebooks
 from .cli import main
 from .leaks import Leak, _file_text, find_leaks, leak_snippets
 from .masters import GradingError, Master, Question, assignment_masters, is_assignment_master, lint_master, read_master
@@ -36,7 +36,7 @@ from .sandbox import Limits, sandbox_problem
 __all__ = [
     "Question", "Master", "AssignedLab", "Leak", "Submission", "GradeRow", "GradingError",
     "is_assignment_master", "assignment_masters", "read_master", "lint_master",
-    "assign", "student_notebook", "instructor_notebook", "stage_book", "student_notebook_bytes", "write_student_notebooks", "stale_student_notebooks",
+    "assign", "student_notebook", "instructor_notebook", "stage_book", "execute_labs", "student_notebook_bytes", "write_student_notebooks", "stale_student_notebooks",
     "leak_snippets", "find_leaks", "discover_submissions", "grade", "write_grades_csv", "main",
     "question_summary", "Limits", "sandbox_problem",
 ]

@@ -129,10 +129,11 @@ def _instructor_lines(source: str) -> list[str]:
     return out
 
 
-def instructor_notebook(master: Path | str) -> nbformat.NotebookNode:
+def instructor_notebook(master: Path | str, keep_outputs: bool = False) -> nbformat.NotebookNode:
     """``master`` with solutions but without otter's marker cells, hidden tests and student prompts.
 
     Public test cells stay (they run as plain functions); cell tags and metadata are kept.
+    ``keep_outputs=True`` keeps the outputs of an executed master (e.g. papermill's copy).
     """
     m = read_master(master)
     drop = set(m.marker_cells)
@@ -148,7 +149,8 @@ def instructor_notebook(master: Path | str) -> nbformat.NotebookNode:
             continue
         if cell.cell_type == "code":
             cell["source"] = "\n".join(_instructor_lines(_source(cell)))
-            cell["outputs"], cell["execution_count"] = [], None
+            if not keep_outputs:
+                cell["outputs"], cell["execution_count"] = [], None
         cells.append(nbformat.from_dict(cell))
     nb.cells = cells
     for i, cell in enumerate(nb.cells):  # fenced-cell extraction can create cells without ids

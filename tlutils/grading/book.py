@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import nbformat
 import yaml
@@ -60,14 +60,22 @@ def _write_if_changed(path: Path, data: bytes) -> None:
 
 
 def stage_book(edition: str = "student", root: Path | str | None = None,
-               dest: Path | str | None = None) -> Path:
+               dest: Path | str | None = None, executed: Sequence[Path | str] = ()) -> Path:
     """Copy the book sources into ``dest`` (default ``_build/src/<edition>``) with every lab master
     replaced by its otter student notebook (``student``) or its instructor version (``instructor``).
+
+    ``executed`` (instructor edition only): executed copies of masters, named ``<lab>[.anything].ipynb``
+    (papermill's ``forgetting.ci.seed0.ipynb``); those labs are staged with their outputs and marked
+    not to be executed again by the build.
 
     Returns ``dest``; build it with ``jupyter-book build DEST --path-output OUT`` (site in ``OUT/_build/html``).
     """
     if edition not in EDITIONS:
         raise ValueError(f"edition must be one of {EDITIONS}, got {edition!r}")
+    if executed and edition != "instructor":
+        raise GradingError("executed copies can only stand in for masters in the instructor edition "
+                           "(the student edition's labs differ from the masters)")
+    runs = {Path(p).name.split(".")[0]: Path(p) for p in executed}
     root = _default_root(root)
     dest = Path(dest) if dest is not None else root / "_build" / "src" / edition
     dest = dest.resolve()
@@ -76,6 +84,7 @@ def stage_book(edition: str = "student", root: Path | str | None = None,
         raise GradingError(f"refusing to stage into {dest}: use a folder under _build/ (it is overwritten)")
     masters = {p.resolve() for p in assignment_masters(root / "labs")}
     wanted: dict[Path, bytes] = {}
+    shown: set[str] = set()
     for rel in _book_inputs(root):
         src = root / rel
         files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
@@ -84,10 +93,17 @@ def stage_book(edition: str = "student", root: Path | str | None = None,
             if _SKIP_DIRS.intersection(r.parts) or f.name in _STAGE_SKIP_FILES:
                 continue
             if f.resolve() in masters:
-                nb = student_notebook(f) if edition == "student" else instructor_notebook(f)
+                if f.stem in runs:  # (a lab can be named twice: by its folder and by _toc.yml)
+                    nb = instructor_notebook(runs[f.stem], keep_outputs=True)
+                    shown.add(f.stem)
+                    nb.metadata["mystnb"] = {"execution_mode": "off"}
+                else:
+                    nb = student_notebook(f) if edition == "student" else instructor_notebook(f)
                 wanted[r] = nbformat.writes(nb).encode() + b"\n"
             else:
                 wanted[r] = f.read_bytes()
+    if set(runs) - shown:
+        raise GradingError(f"executed copies without a lab master: {', '.join(sorted(set(runs) - shown))}")
     dest.mkdir(parents=True, exist_ok=True)
     for r, data in wanted.items():
         _write_if_changed(dest / r, data)
@@ -98,6 +114,58 @@ def stage_book(edition: str = "student", root: Path | str | None = None,
         elif f.is_dir() and not any(f.iterdir()):
             f.rmdir()
     return dest
+
+
+# --------------------------------------------------------------------------- executing the labs, two at a time
+
+def _execute_one(path: str, timeout: int) -> tuple[str, nbformat.NotebookNode, float, str | None]:
+    from jupyter_cache.executors.utils import single_nb_execution
+
+    nb = nbformat.read(path, as_version=4)
+    result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout, allow_errors=False)
+    return path, result.nb, result.time, result.exc_string
+
+
+def execute_labs(src: Path | str, cache: Path | str, workers: int = 2) -> dict[str, float]:
+    """Execute a staged book's labs that its jupyter cache lacks, ``workers`` at a time, into that cache.
+
+    Jupyter Book executes notebooks one after another; on a 2-core laptop most labs use one core,
+    so running two at a time halves the first build. Each lab is executed and cached the way the
+    book's ``execute_notebooks: cache`` mode does it (same kernel, the notebook's folder as working
+    directory, the book's timeout, no errors allowed), so ``jupyter-book build`` then finds every
+    lab in the cache and executes none. Returns the seconds each executed lab took.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    src = Path(src)
+    config = yaml.safe_load((src / "_config.yml").read_text()) or {}
+    timeout = int((config.get("execute") or {}).get("timeout", 30))
+    store = get_cache(str(cache))
+    todo = []
+    for path in sorted((src / "labs").glob("*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        if (nb.metadata.get("mystnb") or {}).get("execution_mode") == "off":
+            continue
+        try:
+            store.match_cache_notebook(nb)
+        except KeyError:
+            todo.append(str(path))
+    seconds: dict[str, float] = {}
+    if not todo:
+        return seconds
+    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=get_context("spawn")) as pool:
+        for path, nb, t, error in pool.map(_execute_one, todo, [timeout] * len(todo)):
+            if error is not None:
+                raise GradingError(f"executing {path} failed:\n{error[-3000:]}")
+            record = store.add_nb_to_project(path)
+            store.cache_notebook_bundle(CacheBundleIn(nb, record.uri, data={"execution_seconds": t}),
+                                        check_validity=False, overwrite=True)
+            seconds[Path(path).stem] = t
+    return seconds
 
 
 

@@ -1,4 +1,4 @@
-"""The command line: ``python -m tlutils.grading {assign,stage-book,grade,check-leaks,lint,student-notebooks}``."""
+"""The command line: ``python -m tlutils.grading {assign,stage-book,execute-book,grade,check-leaks,lint,student-notebooks}``."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .assign import assign
-from .book import EDITIONS, stage_book, stale_student_notebooks, write_student_notebooks
+from .book import EDITIONS, execute_labs, stage_book, stale_student_notebooks, write_student_notebooks
 from .leaks import find_leaks
 from .masters import GradingError, _default_root, assignment_masters, lint_master
 from .runner import DEFAULT_TIMEOUT_S, DEFAULT_WORKERS, grade
@@ -17,7 +17,7 @@ _DESCRIPTION = "Graded exercises with otter-grader: assignments, the book's two 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tlutils.grading {assign,stage-book,grade,check-leaks,lint,student-notebooks}``."""
+    """``python -m tlutils.grading {assign,stage-book,execute-book,grade,check-leaks,lint,student-notebooks}``."""
     ap = argparse.ArgumentParser(prog="python -m tlutils.grading", description=_DESCRIPTION)
     ap.add_argument("--root", type=Path, default=None, help="the repository root (default: the current folder)")
     sp = ap.add_subparsers(dest="cmd", required=True)
@@ -27,6 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = sp.add_parser("stage-book", help="copy the book sources with student (or instructor) labs")
     s.add_argument("--edition", choices=EDITIONS, default="student")
     s.add_argument("--dest", type=Path, default=None, help="default _build/src/<edition>")
+    s.add_argument("--executed", type=Path, nargs="*", default=(),
+                   help="instructor edition: executed copies of lab masters (<lab>[.x].ipynb), built without re-running")
+    x = sp.add_parser("execute-book", help="execute a staged book's labs two at a time into its jupyter cache")
+    x.add_argument("src", type=Path, help="the staged sources (e.g. _build/src/student)")
+    x.add_argument("--cache", type=Path, required=True, help="the book's jupyter cache (e.g. _build/.jupyter_cache)")
+    x.add_argument("--workers", type=int, default=2)
     g = sp.add_parser("grade", help="grade SUBMISSIONS/<student>/<lab>.ipynb (or, with --lab, SUBMISSIONS/<student>.ipynb) "
                                     "into grades.csv, each in a sandbox")
     g.add_argument("submissions", type=Path)
@@ -57,7 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not done:
                 print("no lab masters with an assignment config under labs/")
         elif args.cmd == "stage-book":
-            print(stage_book(args.edition, root=args.root, dest=args.dest))
+            print(stage_book(args.edition, root=args.root, dest=args.dest, executed=args.executed))
+        elif args.cmd == "execute-book":
+            for lab, seconds in execute_labs(args.src, args.cache, workers=args.workers).items():
+                print(f"{lab}: executed in {seconds:.0f} s")
         elif args.cmd == "grade":
             out = args.out if args.out is not None else _default_root(args.root) / "build" / "grades"
             limits = Limits(memory_gb=args.memory_gb, processes=args.processes, cpu_s=max(args.timeout * 2, 60))

@@ -28,8 +28,19 @@ HOW_TO_GET_ONE = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewra
                   "run as root; it needs Linux with user namespaces enabled), or grade without a sandbox with "
                   "--no-sandbox (student code then runs with your own rights: only for code you trust)")
 FIRST_UID = 200_000              # sandboxes of a grader running as root get user ids from here
-_uids = itertools.count()
+UID_RANGE = 50_000
+# Two graders running at once (two test workers, two terminals) must not share user ids, or one's
+# process limit and leftover search would count the other's processes: each process starts at its
+# own offset in the range.
+_uids = itertools.count((os.getpid() % (UID_RANGE // 100)) * 100)
 _uid_lock = threading.Lock()
+_issued: set[int] = set()
+
+
+def issued_uids() -> frozenset[int]:
+    """The user ids this process has given its sandboxes so far (running as root)."""
+    with _uid_lock:
+        return frozenset(_issued)
 
 
 @dataclass(frozen=True)
@@ -123,7 +134,8 @@ def wrap(cmd: list[str], box: Path, limits: Limits, sandbox: bool) -> list[str]:
              "--die-with-parent", "--new-session"]
     if os.geteuid() == 0:
         with _uid_lock:
-            uid = FIRST_UID + next(_uids) % 50_000
+            uid = FIRST_UID + next(_uids) % UID_RANGE
+            _issued.add(uid)
         for p in [box, *box.rglob("*")]:
             os.chown(p, uid, uid, follow_symlinks=False)
         drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs", "--"]
