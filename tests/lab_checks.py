@@ -8,8 +8,9 @@ EXTRA_SEEDS = {"forgetting": [1, 2]}
 
 
 def _signed_matches(text: str, points: float) -> bool:
-    """A glued "x.y points above/below" says what ``points`` (a difference in points) says."""
-    return text == f"{abs(points):.1f} points {'above' if points >= 0 else 'below'}"
+    """A glued "x.y points above/below" (or "level with") says what ``points`` (a difference in points) says."""
+    p = round(points, 1)
+    return text == ("level with" if p == 0 else f"{abs(p):.1f} points {'above' if p > 0 else 'below'}")
 
 
 def check_forgetting(g: dict, profile: str) -> None:
@@ -17,6 +18,7 @@ def check_forgetting(g: dict, profile: str) -> None:
 
     chance, pre = g["chance"], g["source_acc_pretrained"]
     reps = g["replicates"]
+    assert g["replicates_text"] == (f"{reps} replicates" if reps != 1 else "1 replicate"), g["replicates_text"]
     if profile == "full":
         assert reps >= 3, reps
     # the settings: the naive run uses the head's optimizer and LR, at most the pretraining peak

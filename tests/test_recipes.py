@@ -263,7 +263,8 @@ def test_flipshift_keeps_content_and_blur_removes_texture():
 # --------------------------------------------------------------------------- comparisons over seeds
 
 def test_verdict_needs_ranges_that_do_not_overlap():
-    from tlutils.strategies import AS_WORDS, as_points, points, spread, verdict
+    from tlutils.lab import as_points
+    from tlutils.strategies import AS_WORDS, points, spread, verdict
     assert verdict([0.9, 0.92, 0.95], [0.80, 0.85, 0.89]) == "above"
     assert verdict([0.80, 0.85, 0.89], [0.9, 0.92, 0.95]) == "below"
     assert verdict([0.9, 0.92, 0.95], [0.80, 0.85, 0.91]) == "within noise", "one seed overlaps: no verdict"
@@ -272,6 +273,6 @@ def test_verdict_needs_ranges_that_do_not_overlap():
     assert spread([0.9, 0.8, 1.0]) == "90.0% (80.0%\u2013100.0%)" and spread([0.5]) == "50.0%"
     assert points([0.02, -0.01, 0.05]) == "+2.0 (-1.0 to +5.0) points"
     assert as_points(0.021) == "2.1 points above" and as_points(-0.015, "more", "less") == "1.5 points less"
-    assert as_points(0.0004) == "level with"
+    assert as_points(0.0004) == "level with" and as_points(-0.0004, level="no different") == "no different"
     with pytest.raises(ValueError):
         verdict([], [0.5])

@@ -150,6 +150,15 @@ def record(name: str, value: Any, display: bool = False, fmt: str | None = None,
     glue(name, value, display=display)
 
 
+def as_points(diff: float, above: str = "above", below: str = "below", level: str = "level with") -> str:
+    """A signed difference of two accuracies (fractions) in words, to 0.1 point: ``"2.0 points above"``,
+    ``"1.5 points below"``, or ``level`` where it rounds to zero. Prose never shows a minus sign."""
+    p = round(100 * diff, 1)
+    if p == 0:
+        return level
+    return f"{abs(p):.1f} points {above if p > 0 else below}"
+
+
 def summary() -> None:
     """Print every recorded number, sorted by name: the lab's results in one place.
 

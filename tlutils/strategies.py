@@ -77,14 +77,6 @@ def spread(values: Sequence[float], fmt: str = ".1%") -> str:
     return f"{mean:{fmt}} ({min(values):{fmt}}\u2013{max(values):{fmt}})"
 
 
-def as_points(diff: float, above: str = "above", below: str = "below") -> str:
-    """A signed difference of accuracies (a fraction) in words: ``"2.0 points above"``, ``"1.5 points below"``."""
-    p = round(100 * diff, 1)
-    if p == 0:
-        return "level with"
-    return f"{abs(p):.1f} points {above if p > 0 else below}"
-
-
 def points(values: Sequence[float]) -> str:
     """A difference of accuracies over seeds in percentage points: ``"+2.1 (-0.5 to +4.0) points"``."""
     if len(values) == 0:
