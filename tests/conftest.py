@@ -29,10 +29,10 @@ def instructor_book() -> Book:
     return Book("instructor", "ci", executed=runs).build()
 
 
-# The longest test files first: `make test` runs `pytest -n 2 --dist loadfile --no-loadscope-reorder`,
+# The longest test files first: `make test` runs `pytest -n 3 --dist loadfile --no-loadscope-reorder`,
 # which keeps each file on one worker (so a module fixture, e.g. one grading run, is computed once)
 # and hands the files out in this order.
-LONGEST_FIRST = ("test_labs", "test_grading", "test_lab_seeds", "test_grading_hostile")
+LONGEST_FIRST = ("test_labs", "test_grading", "test_grading_hostile", "test_lab_seeds")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects on the `book` mark

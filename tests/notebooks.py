@@ -192,6 +192,7 @@ class Book:
         (ARTIFACTS / f"book-{self.edition}-{self.profile}.log").write_text(r.stdout + r.stderr)
         if r.returncode != 0:
             raise RuntimeError(f"the {self.edition} book ({self.profile}) did not build:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
+        self.cache.mkdir(parents=True, exist_ok=True)  # no cache where every lab was an executed copy
         stamp.write_text(digest)
         for lab in lab_notebooks():
             if lab.stem not in self.executed_copies:

@@ -321,7 +321,7 @@ def graded(toy_repo, toy_lab, tmp_path_factory):
     put(subs, "alice", lab, nbformat.read(str(toy_lab.autograder_notebook), as_version=4))   # the solutions
     put(subs, "bob", lab, with_answers(toy_lab, {"q1", "q3"}))                              # partial
     put(subs, "carol", lab, with_answers(toy_lab, {"q1", "q3"}, {"q2": "raise RuntimeError('boom')"}))
-    put(subs, "dave", lab, with_answers(toy_lab, {"q1"}, {"q2": "while True:\n    pass"}))  # endless
+    put(subs, "dave", lab, with_answers(toy_lab, {"q1"}, {"q2": "import time\nwhile True:\n    time.sleep(1)"}))  # endless (idle: the wall-time limit stops it)
     put(subs, "erin", lab, text='{"cells": [ not json')                                      # corrupt
     put(subs, "frank", lab, nbformat.read(str(toy_lab.student_notebook), as_version=4))    # untouched
     flood = "n_params = tlutils.freeze.count_parameters(model)\nimport os\nprint('x' * 3_000_000)\n" \
