@@ -62,17 +62,16 @@ book-instructor: setup
 # Two test processes side by side. The website's tests (mark `book`: both editions built once,
 # then every chapter claim checked on the `full` numbers, the browser test, ...) run in one
 # process, started first: building the `full` book is the longest chain (its labs run two at a
-# time); everything else runs in three pytest workers, each test file on one
-# worker, the longest files first (tests/conftest.py). Three workers on two cores keep both cores
-# busy while a test waits (a grading time limit, a lab run another process started). Every
-# process uses one thread (on these small models that is faster than one process with two).
+# time); everything else runs in two pytest workers, each test file on one worker, the longest
+# files first (tests/conftest.py). Every process uses one thread (on these small models that is
+# faster than one process with two; more processes than that only slow each other down).
 # TLUTILS_TEST_RUN lets the processes share each papermill run (the instructor edition shows the
 # harness's ci runs). The book's log is printed at the end; the exit status is the worse of the two.
 test: setup
 	@mkdir -p tests/_artifacts
 	@export TLUTILS_TEST_RUN=make-$$$$-$$(date +%s); \
 	OMP_NUM_THREADS=1 $(PY) -m pytest -v -m book -p no:xdist --durations=10 > tests/_artifacts/book-tests.log 2>&1 & book=$$!; \
-	OMP_NUM_THREADS=1 $(PY) -m pytest -v -n 3 --dist loadfile --no-loadscope-reorder -m "not book" --durations=15; rest=$$?; \
+	OMP_NUM_THREADS=1 $(PY) -m pytest -v -n 2 --dist loadfile --no-loadscope-reorder -m "not book" --durations=15; rest=$$?; \
 	wait $$book; books=$$?; echo "=== the website's tests (tests/_artifacts/book-tests.log) ==="; \
 	cat tests/_artifacts/book-tests.log; exit $$(( rest > books ? rest : books ))
 

@@ -29,7 +29,7 @@ def instructor_book() -> Book:
     return Book("instructor", "ci", executed=runs).build()
 
 
-# The longest test files first: `make test` runs `pytest -n 3 --dist loadfile --no-loadscope-reorder`,
+# The longest test files first: `make test` runs `pytest -n 2 --dist loadfile --no-loadscope-reorder`,
 # which keeps each file on one worker (so a module fixture, e.g. one grading run, is computed once)
 # and hands the files out in this order.
 LONGEST_FIRST = ("test_labs", "test_grading", "test_grading_hostile", "test_lab_seeds")

@@ -40,10 +40,10 @@ def test_task_structure():
 
 def test_generation_speed():
     world.make_images("source", 200)  # warm-up
-    t = time.perf_counter()
+    t = time.process_time()  # CPU time: make test runs other jobs beside this one
     x, _ = world.make_images("source", 10_000, seed=1)
     assert len(x) == 10_000
-    assert time.perf_counter() - t < 5.0
+    assert time.process_time() - t < 5.0
 
 
 @pytest.mark.parametrize("kind", list(world.SHIFTS))
