@@ -59,16 +59,19 @@ book-instructor: setup
 	$(PY) -m tlutils.grading execute-book _build/src/instructor --cache _build/instructor/_build/.jupyter_cache
 	$(JB) build _build/src/instructor -W -n --keep-going --all --path-output _build/instructor
 
-# Two test processes side by side. The website's tests (mark `book`: both editions built once,
-# then every chapter claim checked on the `full` numbers, the browser test, ...) run in one
-# process, started first: building the `full` book is the longest chain (its labs run two at a
-# time); everything else runs in two pytest workers, each test file on one worker, the longest
-# files first (tests/conftest.py). Every process uses one thread (on these small models that is
-# faster than one process with two; more processes than that only slow each other down).
-# TLUTILS_TEST_RUN lets the processes share each papermill run (the instructor edition shows the
-# harness's ci runs). The book's log is printed at the end; the exit status is the worse of the two.
+# First the `full` book's labs, exactly as `make book` executes them (two at a time, into its
+# cache) and with nothing else running: on two cores, every process beyond two slows all of them
+# down, by half as much again when the test processes ran beside them. Then two test processes
+# side by side: the website's tests (mark `book`: both editions built, from that cache and from
+# the ci runs, every chapter claim checked on the `full` numbers, the browser test, ...) and two
+# pytest workers for the rest, each test file on one worker, the longest first
+# (tests/conftest.py). Every process uses one thread (on these small models that is faster than
+# one process with two). TLUTILS_TEST_RUN lets the processes share each papermill run. The
+# book's log is printed at the end; the exit status is the worse of the two.
 test: setup
 	@mkdir -p tests/_artifacts
+	env -u TLUTILS_PROFILE $(PY) -m tlutils.grading stage-book --edition student >/dev/null
+	env -u TLUTILS_PROFILE OMP_NUM_THREADS=1 $(PY) -m tlutils.grading execute-book _build/src/student --cache _build/.jupyter_cache
 	@export TLUTILS_TEST_RUN=make-$$$$-$$(date +%s); \
 	OMP_NUM_THREADS=1 $(PY) -m pytest -v -m book -p no:xdist --durations=10 > tests/_artifacts/book-tests.log 2>&1 & book=$$!; \
 	OMP_NUM_THREADS=1 $(PY) -m pytest -v -n 2 --dist loadfile --no-loadscope-reorder -m "not book" --durations=15; rest=$$?; \

@@ -10,10 +10,8 @@ from __future__ import annotations
 import ast
 import csv
 import fcntl
-import hashlib
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import time
@@ -127,15 +125,6 @@ def glued(nb: Path | nbformat.NotebookNode) -> dict:
     return values
 
 
-def _tlutils_digest() -> str:
-    """A hash of the code and weights the labs import: the jupyter cache keys only on the cells."""
-    h = hashlib.sha256()
-    for path in sorted((ROOT / "tlutils").rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
-            h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
-
-
 class Book:
     """A built edition of the website: where its HTML is, and what its labs recorded."""
 
@@ -175,13 +164,11 @@ class Book:
         executed = ["--executed", *map(str, self.executed_copies.values())] if self.executed_copies else []
         subprocess.run([py, "-m", "tlutils.grading", "stage-book", "--edition", self.edition, "--dest", str(self.src),
                         *executed], check=True, cwd=ROOT)
-        stamp, digest = self.cache / "tlutils.sha256", _tlutils_digest()
-        if self.cache.exists() and (not stamp.exists() or stamp.read_text() != digest):
-            shutil.rmtree(self.cache)
         env = {k: v for k, v in os.environ.items() if k != "TLUTILS_PROFILE"}
         if self.profile == "ci":
             env["TLUTILS_PROFILE"] = "ci"
-        # as `make book` does: the labs two at a time into the cache, which the build then reads
+        # as `make book` does: the labs two at a time into the cache (emptied first if another
+        # tlutils filled it), which the build then reads
         r = subprocess.run([py, "-m", "tlutils.grading", "execute-book", str(self.src), "--cache", str(self.cache)],
                            capture_output=True, text=True, env=env, cwd=ROOT)
         if r.returncode != 0:
@@ -192,8 +179,6 @@ class Book:
         (ARTIFACTS / f"book-{self.edition}-{self.profile}.log").write_text(r.stdout + r.stderr)
         if r.returncode != 0:
             raise RuntimeError(f"the {self.edition} book ({self.profile}) did not build:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
-        self.cache.mkdir(parents=True, exist_ok=True)  # no cache where every lab was an executed copy
-        stamp.write_text(digest)
         for lab in lab_notebooks():
             if lab.stem not in self.executed_copies:
                 _log_time(f"{lab.stem} (book)", self.profile, 0, self.execution_seconds(lab.stem))

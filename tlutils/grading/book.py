@@ -1,6 +1,8 @@
 """The book's editions (stage-book): the sources copied with student or instructor labs."""
 from __future__ import annotations
 
+import hashlib
+import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -126,6 +128,16 @@ def _execute_one(path: str, timeout: int) -> tuple[str, nbformat.NotebookNode, f
     return path, result.nb, result.time, result.exc_string
 
 
+def code_digest() -> str:
+    """A hash of the installed ``tlutils`` package (code and weights): what the labs import."""
+    package = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(package.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            h.update(path.relative_to(package.parent).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
 def execute_labs(src: Path | str, cache: Path | str, workers: int = 2) -> dict[str, float]:
     """Execute a staged book's labs that its jupyter cache lacks, ``workers`` at a time, into that cache.
 
@@ -133,7 +145,9 @@ def execute_labs(src: Path | str, cache: Path | str, workers: int = 2) -> dict[s
     so running two at a time halves the first build. Each lab is executed and cached the way the
     book's ``execute_notebooks: cache`` mode does it (same kernel, the notebook's folder as working
     directory, the book's timeout, no errors allowed), so ``jupyter-book build`` then finds every
-    lab in the cache and executes none. Returns the seconds each executed lab took.
+    lab in the cache and executes none. The cache keys on the cells only, so a cache filled with
+    another version of ``tlutils`` (:func:`code_digest`) is emptied first. Returns the seconds each
+    executed lab took.
     """
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
@@ -141,9 +155,14 @@ def execute_labs(src: Path | str, cache: Path | str, workers: int = 2) -> dict[s
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
 
-    src = Path(src)
+    src, cache = Path(src), Path(cache)
     config = yaml.safe_load((src / "_config.yml").read_text()) or {}
     timeout = int((config.get("execute") or {}).get("timeout", 30))
+    stamp, digest = cache / "tlutils.sha256", code_digest()
+    if cache.exists() and (not stamp.is_file() or stamp.read_text() != digest):
+        shutil.rmtree(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest)
     store = get_cache(str(cache))
     todo = []
     for path in sorted((src / "labs").glob("*.ipynb")):
