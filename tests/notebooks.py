@@ -52,8 +52,8 @@ def test_run_id() -> str:
 
 def execute_once(nb: Path, profile: str = "ci", seed: int = 0) -> tuple[Path, float]:
     """:func:`execute`, once per test run across pytest-xdist workers: a worker that needs a run
-    another one started waits for it and reads its executed copy (xdist's ``loadgroup`` does not
-    always keep a lab's tests on one worker)."""
+    another one started waits for it and reads its executed copy (test_labs.py and test_lab_seeds.py
+    run on different workers; the book's process reads the seed-0 runs for the instructor edition)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     out = ARTIFACTS / f"{nb.stem}.{profile}.seed{seed}.ipynb"
     run = test_run_id()
@@ -151,8 +151,8 @@ class Book:
         """Stage the edition's sources and build it (`-W -n --keep-going`, the book's own settings).
 
         Executed labs come from the jupyter cache when neither their cells nor tlutils changed.
-        One build per test run: pytest-xdist's loadgroup does not always keep a group on one
-        worker, so a second worker waits here for the first one's build and then uses it.
+        One build per test run: a second process (or worker) that asks for the same edition waits
+        here for the first one's build and then uses it.
         """
         self.out.mkdir(parents=True, exist_ok=True)
         run = test_run_id()
