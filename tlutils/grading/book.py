@@ -1,4 +1,4 @@
-"""The book's editions (stage-book): the sources copied with student or instructor labs."""
+"""The book's editions (stage-book) and their labs executed ahead of the build (execute-book)."""
 from __future__ import annotations
 
 import hashlib
