@@ -66,13 +66,14 @@ book-instructor: setup
 # the ci runs, every chapter claim checked on the `full` numbers, the browser test, ...) and two
 # pytest workers for the rest, each test file on one worker, the longest first
 # (tests/conftest.py). Every process uses one thread (on these small models that is faster than
-# one process with two). TLUTILS_TEST_RUN lets the processes share each papermill run. The
-# book's log is printed at the end; the exit status is the worse of the two.
+# one process with two) and starts no worker processes of its own (TLUTILS_WORKERS=1).
+# TLUTILS_TEST_RUN lets the processes share each papermill run. The book's log is printed at the
+# end; the exit status is the worse of the two.
 test: setup
 	@mkdir -p tests/_artifacts
 	env -u TLUTILS_PROFILE $(PY) -m tlutils.grading stage-book --edition student >/dev/null
 	env -u TLUTILS_PROFILE OMP_NUM_THREADS=1 $(PY) -m tlutils.grading execute-book _build/src/student --cache _build/.jupyter_cache
-	@export TLUTILS_TEST_RUN=make-$$$$-$$(date +%s); \
+	@export TLUTILS_TEST_RUN=make-$$$$-$$(date +%s) TLUTILS_WORKERS=1; \
 	OMP_NUM_THREADS=1 $(PY) -m pytest -v -m book -p no:xdist --durations=10 > tests/_artifacts/book-tests.log 2>&1 & book=$$!; \
 	OMP_NUM_THREADS=1 $(PY) -m pytest -v -n 2 --dist loadfile --no-loadscope-reorder -m "not book" --durations=15; rest=$$?; \
 	wait $$book; books=$$?; echo "=== the website's tests (tests/_artifacts/book-tests.log) ==="; \

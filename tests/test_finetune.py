@@ -77,3 +77,14 @@ def test_step_accuracy_is_recorded_before_the_first_update_and_after_each(tiny):
     with pytest.raises(ValueError):
         monitor.StepAccuracyMonitor(data.val, every=0)
     assert isinstance(model.fc, nn.Linear)
+
+
+def test_worker_count_can_be_set_by_the_environment(monkeypatch):
+    monkeypatch.setenv("TLUTILS_WORKERS", "1")
+    assert parallel.default_workers() == 1 and parallel.WorkerPool().workers == 1
+    monkeypatch.setenv("TLUTILS_WORKERS", "3")
+    assert parallel.default_workers() == 3
+    assert parallel.default_workers("cuda") == 1, "on a GPU the runs stay in one process"
+    monkeypatch.setenv("TLUTILS_WORKERS", "two")
+    with pytest.raises(ValueError, match="TLUTILS_WORKERS must be a positive integer"):
+        parallel.default_workers()

@@ -27,10 +27,24 @@ def _call(fn: Callable[[Any, Any], Any], job: Any) -> Any:
     return fn(job, _SHARED)
 
 
+WORKERS_ENV = "TLUTILS_WORKERS"
+"""Environment variable that sets the default worker count, e.g. ``1`` where several labs already
+share the cores (``make test``, and ``make book`` running two labs at a time)."""
+
+
 def default_workers(device: torch.device | str | None = None) -> int:
-    """Two workers on a CPU with at least two cores (none on a GPU, where one process is best)."""
+    """Two workers on a CPU with at least two cores (none on a GPU, where one process is best),
+    unless ``TLUTILS_WORKERS`` says how many."""
     if device is not None and torch.device(device).type != "cpu":
         return 1
+    if os.environ.get(WORKERS_ENV):
+        try:
+            n = int(os.environ[WORKERS_ENV])
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"{WORKERS_ENV} must be a positive integer, got {os.environ[WORKERS_ENV]!r}")
+        return n
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from .train import get_device, make_loader, map_batches, model_device
+from .train import get_device, inference_input, make_loader, map_batches, model_device
 
 
 # --------------------------------------------------------------------------- features
@@ -310,7 +310,7 @@ def _features_of(model: nn.Module, images: Tensor, device, batch_size: int = 512
     from .world import normalize
     was_training = model.training
     model.eval().to(device)
-    out = [model.forward_features(normalize(images[i:i + batch_size]).to(device)).float().cpu()
+    out = [model.forward_features(inference_input(normalize(images[i:i + batch_size]), device)).float().cpu()
            for i in range(0, len(images), batch_size)]
     model.train(was_training)
     return torch.cat(out)

@@ -66,6 +66,16 @@ def evaluating(model: nn.Module, device: torch.device | str | None = None):
         model.to(home).train(was_training)
 
 
+def inference_input(x: Tensor, device: torch.device | str) -> Tensor:
+    """An input batch for an eval-mode forward pass on ``device``.
+
+    Image batches go channels-last: on the CPU the convolutions of these small models run about
+    twice as fast that way (the outputs agree with the default layout to about 1e-5). Training
+    keeps the default layout, so the training runs themselves are not changed by it.
+    """
+    return x.to(device, memory_format=torch.channels_last) if x.dim() == 4 else x.to(device)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices).
 
@@ -228,7 +238,7 @@ def evaluate(model: nn.Module, data: Dataset | DataLoader, batch_size: int = 512
         if head is not None:
             stack.enter_context(evaluating(head, device))
         for x, y in loader:
-            x, y = x.to(device), y.to(device)
+            x, y = inference_input(x, device), y.to(device)
             logits = head(model.forward_features(x)) if head is not None else model(x)
             loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
@@ -599,7 +609,7 @@ def map_batches(model: nn.Module, data: Dataset | DataLoader, fn: Callable[[Tens
     outs, labels = [], []
     with evaluating(model, device) as device:
         for x, y in make_loader(data, batch_size, shuffle=False):
-            outs.append(fn(x.to(device)))
+            outs.append(fn(inference_input(x, device)))
             labels.append(y)
     return outs, torch.cat(labels)
 

@@ -266,10 +266,12 @@ def _child_env(box: Path, profile: str, threads: int, tag: str, sandbox: bool) -
     env = {k: os.environ[k] for k in ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "TLUTILS_OFFLINE") if k in os.environ}
     home, tmp = inner(box, box / "home", sandbox), inner(box, box / "tmp", sandbox)
     # Both thread variables, always: torch takes MKL_NUM_THREADS over OMP_NUM_THREADS, and a kernel
-    # with more threads than its share of cores spins against the other runs (10x slower, measured).
+    # with more threads than its share of cores spins against the other runs (10x slower, measured);
+    # a lab's own worker processes (tlutils.parallel) get the same share.
     env.update(HOME=home, TMPDIR=tmp, MPLCONFIGDIR=f"{tmp}/matplotlib", JUPYTER_RUNTIME_DIR=f"{tmp}/jupyter",
                IPYTHONDIR=f"{tmp}/ipython", TLUTILS_PROFILE=profile, MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1",
-               OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), **{TAG_VAR: tag})
+               OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TLUTILS_WORKERS=str(threads),
+               **{TAG_VAR: tag})
     return env
 
 
