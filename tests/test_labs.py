@@ -11,7 +11,7 @@ import papermill as pm
 import pytest
 
 import lab_checks
-from notebooks import ci_budget_s, execute, execute_once, glued, lab_notebooks
+from notebooks import CI_BUDGET_S, execute, execute_once, glued, lab_notebooks
 
 pytestmark = pytest.mark.notebook
 LABS = lab_notebooks()
@@ -34,8 +34,7 @@ def test_labs_exist():
 @pytest.mark.parametrize("nb", LABS, ids=IDS)
 def test_lab_runs_within_ci_budget(nb):
     _, cpu = run(nb)
-    budget = ci_budget_s(nb.stem)
-    assert cpu < budget, f"{nb.stem} took {cpu:.0f} CPU s in the ci profile (budget {budget:.0f} CPU s)"
+    assert cpu < CI_BUDGET_S, f"{nb.stem} took {cpu:.0f} CPU s in the ci profile (budget {CI_BUDGET_S:.0f} CPU s)"
 
 
 @pytest.mark.parametrize("nb", LABS, ids=IDS)
