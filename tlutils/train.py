@@ -69,9 +69,10 @@ def evaluating(model: nn.Module, device: torch.device | str | None = None):
 def inference_input(x: Tensor, device: torch.device | str) -> Tensor:
     """An input batch for an eval-mode forward pass on ``device``.
 
-    Image batches go channels-last: on the CPU the convolutions of these small models run about
-    twice as fast that way (the outputs agree with the default layout to about 1e-5). Training
-    keeps the default layout, so the training runs themselves are not changed by it.
+    Image batches go channels-last: on this course's 2-core CPU, :func:`evaluate` of the bundled
+    ResNet on 500 images took about a quarter less time that way (the logits agree with the
+    default layout to about 1e-5; no accuracy of the forgetting lab's ci run changed). Training
+    keeps the default layout.
     """
     return x.to(device, memory_format=torch.channels_last) if x.dim() == 4 else x.to(device)
 
