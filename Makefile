@@ -72,7 +72,7 @@ book-instructor: setup
 test: setup
 	@mkdir -p tests/_artifacts
 	env -u TLUTILS_PROFILE $(PY) -m tlutils.grading stage-book --edition student >/dev/null
-	env -u TLUTILS_PROFILE OMP_NUM_THREADS=1 $(PY) -m tlutils.grading execute-book _build/src/student --cache _build/.jupyter_cache
+	env -u TLUTILS_PROFILE $(PY) -m tlutils.grading execute-book _build/src/student --cache _build/.jupyter_cache
 	@export TLUTILS_TEST_RUN=make-$$$$-$$(date +%s) TLUTILS_WORKERS=1; \
 	OMP_NUM_THREADS=1 $(PY) -m pytest -v -m book -p no:xdist --durations=10 > tests/_artifacts/book-tests.log 2>&1 & book=$$!; \
 	OMP_NUM_THREADS=1 $(PY) -m pytest -v -n 2 --dist loadfile --no-loadscope-reorder -m "not book" --durations=15; rest=$$?; \

@@ -37,14 +37,11 @@ def default_workers(device: torch.device | str | None = None) -> int:
     unless ``TLUTILS_WORKERS`` says how many."""
     if device is not None and torch.device(device).type != "cpu":
         return 1
-    if os.environ.get(WORKERS_ENV):
-        try:
-            n = int(os.environ[WORKERS_ENV])
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise ValueError(f"{WORKERS_ENV} must be a positive integer, got {os.environ[WORKERS_ENV]!r}")
-        return n
+    value = os.environ.get(WORKERS_ENV, "")
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"{WORKERS_ENV} must be a positive integer, got {value!r}")
+        return int(value)
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 

@@ -121,11 +121,11 @@ def stage_book(edition: str = "student", root: Path | str | None = None,
 
 # --------------------------------------------------------------------------- executing the labs, two at a time
 
-def _execute_one(path: str, timeout: int, share_cores: bool) -> tuple[str, nbformat.NotebookNode, float, str | None]:
+def _execute_one(path: str, timeout: int) -> tuple[str, nbformat.NotebookNode, float, str | None]:
     from jupyter_cache.executors.utils import single_nb_execution
 
-    if share_cores:  # labs side by side: each kernel one thread and no worker processes of its own
-        os.environ.update(OMP_NUM_THREADS="1", TLUTILS_WORKERS="1")
+    # the book's numbers are one-thread numbers, however many labs run side by side
+    os.environ.update(OMP_NUM_THREADS="1", TLUTILS_WORKERS="1")
     nb = nbformat.read(path, as_version=4)
     result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout, allow_errors=False)
     return path, result.nb, result.time, result.exc_string
@@ -148,9 +148,10 @@ def execute_labs(src: Path | str, cache: Path | str, workers: int = 2) -> dict[s
     so running two at a time halves the first build. Each lab is executed and cached the way the
     book's ``execute_notebooks: cache`` mode does it (same kernel, the notebook's folder as working
     directory, the book's timeout, no errors allowed), so ``jupyter-book build`` then finds every
-    lab in the cache and executes none. Labs side by side get one thread each and no worker processes
-    (``TLUTILS_WORKERS=1``): more CPU-bound processes than cores only slow every one of them down.
-    The cache keys on the cells only, so a cache filled with
+    lab in the cache and executes none. Every lab runs with one thread and no worker processes of
+    its own (``TLUTILS_WORKERS=1``): the side-by-side labs then use one core each (more CPU-bound
+    processes than cores only slow every one of them down), and a lab's numbers do not depend on
+    how many labs needed executing. The cache keys on the cells only, so a cache filled with
     another version of ``tlutils`` (:func:`code_digest`) is emptied first. Returns the seconds each
     executed lab took.
     """
@@ -181,9 +182,8 @@ def execute_labs(src: Path | str, cache: Path | str, workers: int = 2) -> dict[s
     seconds: dict[str, float] = {}
     if not todo:
         return seconds
-    side_by_side = min(workers, len(todo))
-    with ProcessPoolExecutor(side_by_side, mp_context=get_context("spawn")) as pool:
-        for path, nb, t, error in pool.map(_execute_one, todo, [timeout] * len(todo), [side_by_side > 1] * len(todo)):
+    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=get_context("spawn")) as pool:
+        for path, nb, t, error in pool.map(_execute_one, todo, [timeout] * len(todo)):
             if error is not None:
                 raise GradingError(f"executing {path} failed:\n{error[-3000:]}")
             record = store.add_nb_to_project(path)
