@@ -32,7 +32,7 @@ def instructor_book() -> Book:
 # The longest test files first: `make test` runs `pytest -n 2 --dist loadfile --no-loadscope-reorder`,
 # which keeps each file on one worker (so a module fixture, e.g. one grading run, is computed once)
 # and hands the files out in this order.
-LONGEST_FIRST = ("test_labs", "test_grading", "test_grading_hostile", "test_lab_seeds")
+LONGEST_FIRST = ("test_grading", "test_labs", "test_lab_seeds", "test_grading_hostile")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects on the `book` mark

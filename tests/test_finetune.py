@@ -62,6 +62,9 @@ def test_worker_pool_runs_in_order_and_workers_do_not_change_the_numbers(tiny):
     with parallel.WorkerPool(tiny, workers=2) as pool:
         assert pool.map(finetune.run_job, jobs) == inline
     assert all(set(r) == {"val_acc", "source_acc", "ood_acc", "finite"} for r in inline)
+    assert inline[0]["ood_acc"] is None, "the out-of-distribution pass is paid only when a job asks for it"
+    (asked,) = parallel.WorkerPool(tiny, workers=1).map(finetune.run_job, [{**jobs[0], "ood": True}])
+    assert 0 <= asked["ood_acc"] <= 1 and asked["val_acc"] == inline[0]["val_acc"]
     with pytest.raises(ValueError, match="workers must be >= 1"):
         parallel.WorkerPool(workers=0)
 

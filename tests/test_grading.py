@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import difflib
 import json
 import os
 import re
@@ -407,22 +408,24 @@ def test_one_grading_run_survives_bad_submissions(graded, toy_repo):
 
 @pytest.fixture(scope="module")
 def real_labs_graded(tmp_path_factory) -> dict:
-    """ONE grading run over the untouched student notebook of every real lab.
+    """ONE grading run over the untouched student notebook of every real lab, work folders kept.
 
     Their solutions are not graded here, to keep this file fast: the harness (test_labs.py) runs
     every master with its test cells, so each solution passes its own public and hidden tests, and
-    ``lint_master`` checks that each test function only uses its parameters, as the autograder needs.
+    ``lint_master`` checks that each test function only uses its parameters, as the autograder needs
+    (the forgetting lab's solution is graded in the sandbox by test_grading_hostile.py).
     """
     tmp = tmp_path_factory.mktemp("real_labs")
     labs = g.assign(REAL_LABS, tmp / "assign")
     subs = tmp / "submissions"
     for name, lab in labs.items():
         put(subs, "untouched", name, nbformat.read(str(lab.student_notebook), as_version=4))
-    # under pytest-xdist another worker already keeps the second core busy
-    workers = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
     rows = g.grade(subs, tmp / "grades", masters=REAL_LABS, assign_dir=tmp / "assign", root=ROOT,
-                   workers=workers, sandbox=SANDBOX)
-    return {r.lab: r for r in rows}
+                   workers=2, sandbox=SANDBOX, keep_work=True)
+    yield {r.lab: r for r in rows}
+    for r in rows:
+        if r.work is not None:
+            shutil.rmtree(r.work, ignore_errors=True)
 
 
 @pytest.mark.notebook
@@ -435,6 +438,36 @@ def test_real_lab_student_version_runs_to_the_end_and_scores_zero(master, reques
     assert zero.status == "graded", f"the student notebook must run to the end without errors: {zero.notes}"
     assert zero.total == 0, (f"the untouched student notebook scores {zero.scores}: a test passes on the "
                              f"`...` scaffold, see chapters/instructor_guide.md ({zero.notes})")
+
+
+def summary_output(nb: nbformat.NotebookNode) -> str:
+    """What a lab's summary cell (``# NBVAL_CHECK_OUTPUT``: every number it recorded) printed."""
+    (cell,) = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# NBVAL_CHECK_OUTPUT")]
+    return "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream")
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("master", REAL_LABS or [None], ids=[p.stem for p in REAL_LABS] or ["no-real-labs"])
+def test_same_seed_same_numbers_in_two_independent_runs(master, request):
+    """The harness's papermill run of the lab (seed 0, `ci`) and the grader's run of its student
+    version in the sandbox (another process, another folder, the same seed and thread count)
+    record the same numbers: the summary cells print the same text. (The summary cell is marked
+    for nbval, so `pytest --nbval-lax tests/_artifacts/<lab>.ci.seed0.ipynb` checks a re-run by hand.)"""
+    if master is None:
+        pytest.skip("no lab master with an assignment config under labs/ yet")
+    if os.environ.get("OMP_NUM_THREADS") != "1":
+        pytest.skip("the grader runs each submission with one thread here; so must the harness (OMP_NUM_THREADS=1)")
+    from notebooks import execute_once
+
+    row = request.getfixturevalue("real_labs_graded")[master.stem]
+    assert row.work is not None and (row.work / "collect" / "out" / "executed.ipynb").exists(), row.notes
+    graded = nbformat.read(str(row.work / "collect" / "out" / "executed.ipynb"), as_version=4)
+    harness = nbformat.read(str(execute_once(master, "ci", 0)[0]), as_version=4)
+    first, second = summary_output(harness), summary_output(graded)
+    assert first.count("\n") >= 5, f"{master.stem}'s summary cell printed almost nothing:\n{first}"
+    if second != first:
+        diff = difflib.unified_diff(first.splitlines(), second.splitlines(), "papermill", "grader", lineterm="", n=0)
+        pytest.fail(f"{master.stem}: the same seed recorded other numbers in the second run:\n" + "\n".join(diff)[:3000])
 
 
 # --------------------------------------------------------------------------- the book's editions (slow)

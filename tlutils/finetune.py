@@ -110,14 +110,16 @@ def run_job(job: dict, shared: dict) -> dict:
 
     ``"scratch"`` trains the same architecture from random weights (see :func:`reinitialise`).
 
-    With ``job["curve"]`` false, the target validation accuracy is measured after the last epoch only.
+    With ``job["curve"]`` false, the target validation accuracy is measured after the last epoch only;
+    with ``job["ood"]`` true, the out-of-distribution accuracy is measured too (it costs one more pass
+    over the validation images, which a sweep that does not report it need not pay).
 
     ``shared["reps"][i]`` holds that replicate's ``data`` (a :class:`tlutils.world.TaskData`),
     ``probe`` (the trained probe), ``init`` (the pretrained backbone with a fresh head), ``seed``,
     and optionally ``ood_val`` (the target validation images under a shift); ``shared`` also holds
     ``source_head``, ``source_val``, ``batch_size`` and ``device``. Returns the target validation
     accuracy after every epoch, the final source accuracy through the original head, the final
-    out-of-distribution accuracy (or ``None``) and whether the training loss stayed finite.
+    out-of-distribution accuracy (``None`` unless asked for) and whether the training loss stayed finite.
     """
     rep = shared["reps"][job["rep"]]
     if job["start"] not in STARTS:
@@ -129,7 +131,9 @@ def run_job(job: dict, shared: dict) -> dict:
     curve = job.get("curve", True)
     hist = finetune(model, job["recipe"], rep["data"].train, rep["data"].val if curve else None,
                     batch_size=shared["batch_size"], seed=rep["seed"], device=device)
-    ood = rep.get("ood_val")
+    ood = rep.get("ood_val") if job.get("ood") else None
+    if job.get("ood") and ood is None:
+        raise ValueError("job asks for the out-of-distribution accuracy, but its replicate has no 'ood_val'")
     val = hist["val_acc"] if curve else [evaluate(model, rep["data"].val, device=device)["acc"]]
     return {"val_acc": val,
             "source_acc": evaluate(model, shared["source_val"], head=shared["source_head"], device=device)["acc"],

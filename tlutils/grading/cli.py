@@ -40,7 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     g.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per submission (default 600)")
     g.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="parallel submissions (default 2)")
     g.add_argument("--profile", choices=("ci", "full"), default="ci", help="TLUTILS_PROFILE for the runs")
-    g.add_argument("--keep-work", action="store_true", help="keep each submission's work folder")
+    g.add_argument("--keep-work", action="store_true",
+                   help="keep each submission's work folder (the notebook as it ran: collect/out/executed.ipynb)")
     g.add_argument("--lab", default=None, help="grade this lab only; SUBMISSIONS may then be a flat folder of <student>.ipynb")
     g.add_argument("--no-sandbox", action="store_true",
                    help="run student code without a sandbox, with your rights (only where none can be had)")

@@ -4,7 +4,8 @@
 Jupyter kernel (errors do not stop it), then runs one more cell in the same kernel that exports the
 variables the lab's tests take (:func:`tlutils.grading.plaindata.export_values`) and, for questions
 whose tests must call the student's own functions, runs those tests there (their results are
-marked as checked inside the submission). Everything written goes to the request's ``out`` folder.
+marked as checked inside the submission). Everything written goes to the request's ``out`` folder,
+the executed notebook too (``executed.ipynb``).
 Nothing here is trusted by the grader: it reads the files back as data.
 """
 from __future__ import annotations
@@ -65,6 +66,10 @@ def main(argv: list[str]) -> int:
                 info["cell_errors"].append({"ename": str(o.get("ename")), "evalue": str(o.get("evalue"))[:300],
                                             "cell": src.strip()[:60]})
                 print(f"cell {i} raised {o.get('ename')}: {str(o.get('evalue'))[:300]}", flush=True)
+        # the submission as it ran, for an instructor who keeps the work folder (`--keep-work`)
+        # and for the course's own tests; the grader never reads it
+        nb.cells = nb.cells[:n_student]
+        nbformat.write(nb, str(out / "executed.ipynb"))
     except BaseException as e:  # a dead kernel, a notebook nbclient cannot run
         info["error"] = (type(e).__name__ + ": " + str(e))[:2000]
         traceback.print_exc()

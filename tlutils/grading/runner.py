@@ -68,6 +68,8 @@ class GradeRow:
     notes: list[str] = field(default_factory=list)
     results: dict | None = None
     log: str = ""
+    work: Path | None = None
+    """The submission's work folder, where ``keep_work`` kept it (``collect/out/executed.ipynb``: the notebook as it ran)."""
 
     @property
     def total(self) -> float:
@@ -415,6 +417,7 @@ def _run_one(sub: Submission, lab: _Lab, timeout: float, profile: str, output_ca
                 row.notes.append(f"{len(errors) - 3} more cells raised errors")
     finally:
         if keep:
+            row.work = work
             row.notes.append(f"work folder kept: {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
