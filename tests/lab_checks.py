@@ -306,11 +306,10 @@ def check_domain_shift(g: dict, profile: str) -> None:
     # without a shift, feature extraction is the best strategy or within noise of it
     for n, r in mruns["no shift"].items():
         assert not all(f > e for f, e in zip(r["full fine-tune"], r["feature extraction"])), (n, r)
-    # dissimilar task, most data: full fine-tuning and scratch within noise (the order flips between seeds),
-    # feature extraction behind both; no negative transfer: a pretrained start is ahead on some seed at every size
+    # dissimilar task, most data: feature extraction behind both full fine-tuning and scratch (which of
+    # those two wins, and whether clearly, is a glued verdict, checked below); no negative transfer: a
+    # pretrained start is ahead on some seed at every size
     r = mruns["dissimilar task"][large]
-    diffs = [a - b for a, b in zip(r["full fine-tune"], r["scratch"])]
-    assert min(diffs) < 0 < max(diffs), r
     assert acc["dissimilar task"][large]["feature extraction"] < min(acc["dissimilar task"][large]["full fine-tune"],
                                                                       acc["dissimilar task"][large]["scratch"]), r
     assert g["dissimilar_transfer_minus_scratch_large_max"] > 0 and g["dissimilar_transfer_minus_scratch_small_max"] > 0

@@ -5,7 +5,7 @@ Jupyter kernel (errors do not stop it), then runs one more cell in the same kern
 variables the lab's tests take (:func:`tlutils.grading.plaindata.export_values`) and, for questions
 whose tests must call the student's own functions, runs those tests there (their results are
 marked as checked inside the submission). Everything written goes to the request's ``out`` folder,
-the executed notebook too (``executed.ipynb``).
+the executed notebook too (``executed.ipynb``, unless it is longer than ``EXECUTED_MAX_CHARS``).
 Nothing here is trusted by the grader: it reads the files back as data.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+EXECUTED_MAX_CHARS = 50_000_000   # a notebook that printed more than this is not saved as it ran
 _EXPORT_CELL = "import tlutils.grading.collect as _tlutils_collect\n_tlutils_collect.export(globals(), {request!r})\n"
 
 
@@ -67,9 +68,14 @@ def main(argv: list[str]) -> int:
                                             "cell": src.strip()[:60]})
                 print(f"cell {i} raised {o.get('ename')}: {str(o.get('evalue'))[:300]}", flush=True)
         # the submission as it ran, for an instructor who keeps the work folder (`--keep-work`)
-        # and for the course's own tests; the grader never reads it
+        # and for the course's own tests; the grader never reads it, and it may be left out
         nb.cells = nb.cells[:n_student]
-        nbformat.write(nb, str(out / "executed.ipynb"))
+        text = nbformat.writes(nb)
+        if len(text) <= EXECUTED_MAX_CHARS:
+            try:
+                (out / "executed.ipynb").write_text(text)
+            except OSError as e:
+                print(f"the executed notebook was not saved: {e}", flush=True)
     except BaseException as e:  # a dead kernel, a notebook nbclient cannot run
         info["error"] = (type(e).__name__ + ": " + str(e))[:2000]
         traceback.print_exc()
