@@ -31,16 +31,15 @@ def check_forgetting(g: dict, profile: str) -> None:
     assert g["replicates_text"] == (f"{reps} replicates" if reps != 1 else "1 replicate"), g["replicates_text"]
     if profile == "full":
         assert reps >= 3, reps
-    # the settings: the naive run uses the head's optimizer and LR, at most the pretraining peak
-    assert g["naive_lr"] == g["head_lr"] <= max(g["head_lr"], g["pretrain_peak_lr"]), (g["naive_lr"], g["head_lr"])
-    assert g["naive_lr"] <= g["pretrain_peak_lr"] and math.isclose(g["naive_lr_over_peak"], g["naive_lr"] / g["pretrain_peak_lr"])
+    # the settings: the naive run uses the head's optimizer and LR, which is the pretraining peak itself
+    assert g["naive_lr"] == g["head_lr"] == g["pretrain_peak_lr"] and g["naive_lr_over_peak"] == 1.0, (g["naive_lr"], g["head_lr"])
     # the probe works well but not perfectly (issue 13 asks for 80-90%; this task gives 89-92%, see the report)
     assert 0.75 <= g["probe_val_acc"] <= 0.95, g["probe_val_acc"]
     # the incident: from the probe the target task is at chance within an epoch and still far below the
     # probe after three (issue 13 asks for chance + 0.1 after three: seeds 1 and 2 relearn some of it),
     # the source task is gone, the loss finite
     by_epoch = g["naive_val_acc_by_epoch"]
-    assert len(by_epoch) == 3 and g["naive_val_acc_e1"] == by_epoch[0] <= chance + 0.10, (by_epoch, chance)
+    assert len(by_epoch) == 3 and g["naive_val_acc_e1"] == by_epoch[0] <= chance + 0.02, (by_epoch, chance)
     assert g["collapse_val_acc"] == by_epoch[2] <= g["probe_val_acc"] - 0.3, (by_epoch, g["probe_val_acc"])
     assert g["source_acc_after_collapse"] <= 0.30, g["source_acc_after_collapse"]
     assert g["naive_loss_finite"] is True
@@ -49,12 +48,45 @@ def check_forgetting(g: dict, profile: str) -> None:
     assert g["source_acc_after_naive_random_head"] <= 0.30, g["source_acc_after_naive_random_head"]
     # scratch (the pretraining recipe, 60 epochs) ends above the fix on this task
     assert g["scratch_val_acc"] > g["fixed_val_acc"], (g["scratch_val_acc"], g["fixed_val_acc"])
+    # ... and its budget was enough: the mean curve moved by less than two points over its last quarter
+    curve = g["scratch_curve"]
+    assert len(curve) == g["scratch_epochs"] and g["scratch_late_epochs"] == g["scratch_epochs"] // 4, curve
+    assert math.isclose(g["scratch_late_change"], curve[-1] - curve[-1 - g["scratch_late_epochs"]], abs_tol=2e-4), curve
+    assert abs(g["scratch_late_change"]) < 0.02, curve
+    assert _signed_matches(g["scratch_late_change_text"].replace(" up", " above").replace(" down", " below")
+                           .replace("unchanged", "level with"), 100 * g["scratch_late_change"])
     # target accuracy hides forgetting: FT ends above the probe on the target with the source below half
     assert g["ft_id_acc"] > g["lp_id_acc"] and g["source_acc_l2sp_control"] <= pre / 2, (g["ft_id_acc"], g["lp_id_acc"])
     # the fix adds accuracy over the probe and keeps the source task
     assert g["fixed_val_acc"] >= g["probe_val_acc"] + 0.03, (g["fixed_val_acc"], g["probe_val_acc"])
     assert math.isclose(g["fix_gain_points"], 100 * (g["fixed_val_acc"] - g["probe_val_acc"]), abs_tol=0.06)
     assert g["source_acc_after_fix"] >= 0.9 * pre, (g["source_acc_after_fix"], pre)
+    # gradual unfreezing (one replicate) ends above the probe and keeps the source task
+    assert g["gradual_val_acc"] > g["probe_val_acc"] and g["source_acc_after_gradual"] >= 0.9 * pre, (g["gradual_val_acc"], pre)
+    assert _signed_matches(g["gradual_vs_probe_text"], 100 * (g["gradual_val_acc"] - g["probe_val_acc"]))
+
+    # the incident on every replicate, against the report's numbers and the lab's targets (issue 13)
+    inc = g["incident_by_seed"]
+    seeds = [row for key, row in inc.items() if key.startswith("seed ")]
+    assert len(seeds) == reps and seeds[0]["probe"] == g["probe_val_acc"] == g["probe_val_acc_replicates"][0], inc
+    targets = {"probe": lambda r: 0.80 <= r["probe"] <= 0.90,
+               "naive_e3": lambda r: r["naive, target after epoch 3"] <= chance + 0.10,
+               "naive_source": lambda r: r["naive, source"] <= 0.30,
+               "fix_target": lambda r: r["fix, target"] >= r["probe"] + 0.03,
+               "fix_source": lambda r: r["fix, source"] >= 0.9 * pre}
+    for key, ok in targets.items():
+        assert g[f"n_on_target_{key}"] == sum(map(ok, seeds)), key
+    assert list(inc["replicates on target"].values()) == [f"{g[f'n_on_target_{k}']} of {reps}" for k in targets], inc
+    assert (g["probe_acc_min"], g["probe_acc_max"]) == (min(r["probe"] for r in seeds), max(r["probe"] for r in seeds))
+    assert g["naive_e3_max"] == max(r["naive, target after epoch 3"] for r in seeds)
+    assert g["incident_probe_acc"] == inc["the incident (report)"]["probe"]
+    # "the probe is stronger than the incident's on every replicate"; "the source task is gone on every one"
+    assert g["probe_acc_min"] > g["incident_probe_acc"], (g["probe_acc_min"], g["incident_probe_acc"])
+    assert g["n_on_target_naive_source"] == reps, inc
+    if reps >= 3:   # intro.md: "on other seeds the target task can partly recover within three epochs"
+        assert g["n_on_target_naive_e3"] < reps, inc
+    # "the fix meets both of its targets on every replicate"
+    assert g["n_on_target_fix_target"] == g["n_on_target_fix_source"] == reps, inc
 
     # the sweep: >= 6 LRs over >= 2 decades incl. the head's LR and the peak; both heads, both BN modes
     sweep, fracs = g["lr_sweep"], g["sweep_lrs_over_peak"]
@@ -100,6 +132,7 @@ def check_forgetting(g: dict, profile: str) -> None:
         assert abl[name]["source"] < fix["source"] - (noise("source", name, "full fix") if reps >= 3 else 0), (name, abl)
     for name in ("no warmup", "no clipping"):
         assert abs(abl[name]["target"] - fix["target"]) <= noise("target", name, "full fix"), (name, abl)
+    assert g["abl_noise_text"].startswith("both within two standard deviations" if reps >= 3 else "both within 3 points")
     for name, key in (("all blocks", "all_blocks"), ("backbone LR = head LR", "same_lr"), ("BN in train mode", "bn_train"),
                       ("no warmup", "no_warmup"), ("no clipping", "no_clip")):
         assert _signed_matches(g[f"abl_{key}_source_text"], round(100 * (abl[name]["source"] - fix["source"]), 1))
@@ -124,12 +157,12 @@ def check_forgetting(g: dict, profile: str) -> None:
     assert g["kumar_signs_reproduced"] == sum(v["same sign"] == "yes" for v in g["lpft_vs_kumar"].values())
     assert g["ft_id_acc"] == t["FT"]["ID"] and g["lpft_ood_acc"] == t["LP-FT"]["OOD"]
     # LP-FT needed a learning rate no larger than FT's: from the probe, high LRs are unstable
-    assert g["lpft_lr_over_peak"] <= g["ft_lr_over_peak"], (g["lpft_lr_over_peak"], g["ft_lr_over_peak"])
+    assert g["lpft_lr_over_peak"] < g["ft_lr_over_peak"], (g["lpft_lr_over_peak"], g["ft_lr_over_peak"])
     assert row[(0.1, "probe", "frozen")]["source"] < row[(0.1, "random", "frozen")]["source"]
     assert g["l2sp_control_val_acc"] == t["FT"]["ID"] and g["l2sp_val_acc"] == t["L2-SP (FT + penalty)"]["ID"]
     assert _signed_matches(g["l2sp_vs_control_target_text"], 100 * (g["l2sp_val_acc"] - g["l2sp_control_val_acc"]))
     assert _signed_matches(g["l2sp_vs_control_source_text"], 100 * (g["source_acc_after_l2sp"] - g["source_acc_l2sp_control"]))
-    for fig in ("fig_curves", "fig_grad_norms", "fig_drift", "fig_lr_sweep", "fig_spike_vs_drop"):
+    for fig in ("fig_curves", "fig_grad_norms", "fig_drift", "fig_lr_sweep", "fig_spike_vs_drop", "fig_scratch_curve"):
         assert g[fig] == "figure", fig
 
 
@@ -141,6 +174,8 @@ def check_batchnorm(g: dict, profile: str) -> None:
     # "frozen" is not frozen: requires_grad=False + train mode drifts and forgets; freeze_bn keeps everything
     assert g["bn_stat_drift_eval"] == 0, g["bn_stat_drift_eval"]
     assert g["source_acc_frozen_bn_eval"] == pre, (g["source_acc_frozen_bn_eval"], pre)
+    # "both look like a successful run": on the target task alone nothing shows that the backbone changed
+    assert min(g["target_acc_bn_train"], g["target_acc_bn_eval"]) >= 0.85, (g["target_acc_bn_train"], g["target_acc_bn_eval"])
     assert g["bn_stat_drift_train"] > 0, g["bn_stat_drift_train"]
     assert g["backbone_weights_changed_any_run"] is False             # "no backbone weight changed"
     assert g["source_acc_frozen_bn_train"] <= pre - 0.05, (g["source_acc_frozen_bn_train"], pre)
@@ -226,6 +261,7 @@ def check_feature_hierarchy(g: dict, profile: str) -> None:
     # probes: the similar task is read best at the top; orientation peaks in the middle and falls at layer4
     sim, ori = g["probe_acc_by_block_similar"], g["probe_acc_by_block"]
     assert max(sim, key=sim.get) == "layer4" and sim["layer4"] >= 0.9, sim
+    assert all(b > a for a, b in zip(list(sim.values()), list(sim.values())[1:])), sim   # "improves block after block"
     assert g["probe_best_depth"] in (3, 4) and g["probe_best_block"] in ("layer2", "layer3"), ori
     assert ori["layer4"] <= g["probe_best_acc"] - 0.15, ori
     # AnB: general lower blocks beat scratch (same budget); the frozen top block is specific
@@ -234,6 +270,11 @@ def check_feature_hierarchy(g: dict, profile: str) -> None:
     assert g["frozen_top_drop"] >= 0.3, frozen
     # AnB+: fine-tuning the fully copied network lifts it above frozen (the chapter quotes the rest, no claim)
     assert tuned[5] > frozen[5], (tuned, frozen)
+    # "freezing everything but the head is the worst transfer setting; fine-tuning, or copying fewer blocks, is far better"
+    assert frozen[5] == min([v for k, v in frozen.items() if k > 0] + [v for k, v in tuned.items() if k > 0]), (frozen, tuned)
+    assert tuned[5] >= frozen[5] + 0.1 and g["frozen_top_drop"] >= 0.1, (tuned, frozen)
+    # "a short fine-tuning run recovers only part of the top block's drop"
+    assert tuned[5] < frozen[4], (tuned, frozen)
     assert g["finetuned_best_acc"] >= g["scratch_acc"] + 0.15, (g["finetuned_best_acc"], g["scratch_acc"])
     # BnB control, no dip in the middle: from one k to the next the curve never falls by more than two points
     for a, b in zip(ks[1:], ks[2:]):
@@ -279,10 +320,11 @@ def check_domain_shift(g: dict, profile: str) -> None:
     assert n_seeds >= (3 if profile == "full" else 2) and all(len(v) == n_seeds for v in runs.values()), runs
     assert all(min(runs[k]) > 0 for k in COVARIATE_SHIFTS), runs          # "helped on every seed"
     assert g["adabn_n_kinds_helped"] >= 2
+    assert g["adabn_clean_control_max_abs_diff"] <= 0.005, g["adabn_clean_control_max_abs_diff"]   # the control
     assert max(abs(x) for x in runs["colour"]) < 0.02, runs["colour"]     # "less than two points on every seed"
     clean_mean = g["clean_acc_mean"]
     assert g["adabn_acc_blur"] <= clean_mean - 0.2 and g["adabn_acc_noise"] <= clean_mean - 0.2, g["adabn_acc_by_kind"]
-    assert g["adabn_one_class_acc"] < g["shifted_acc_contrast"], (g["adabn_one_class_acc"], g["shifted_acc_contrast"])
+    assert g["adabn_one_class_acc"] < g["adabn_one_class_no_adaptation_acc"], (g["adabn_one_class_acc"], g["adabn_one_class_no_adaptation_acc"])
     # 3. greyscale: the summed filters reproduce the RGB network exactly; adapting beats re-initialising
     assert g["grey_mean_conv_max_abs_diff"] < 1e-4
     fc = g["first_conv_adapt_vs_reinit"]
@@ -313,6 +355,9 @@ def check_domain_shift(g: dict, profile: str) -> None:
     assert acc["dissimilar task"][large]["feature extraction"] < min(acc["dissimilar task"][large]["full fine-tune"],
                                                                       acc["dissimilar task"][large]["scratch"]), r
     assert g["dissimilar_transfer_minus_scratch_large_max"] > 0 and g["dissimilar_transfer_minus_scratch_small_max"] > 0
+    # the grid's "fine-tune the whole network, or train from scratch", with the most data, against the winners
+    grid_ok = all(acc[c][large] and g[f"best_large_{k}"] in ("full fine-tune", "scratch") for c, k in ((strong, "strong"), ("dissimilar task", "dissimilar")))
+    assert g["grid_large_different"] == ("agrees" if grid_ok else "disagrees"), g["grid_large_different"]
     # the danger zone (little data, dissimilar): feature extraction is the worst of the three
     dz = acc["dissimilar task"][small]
     assert dz["feature extraction"] < min(dz["full fine-tune"], dz["scratch"]), dz   # "the worst choice of the three"
@@ -407,9 +452,7 @@ def check_strategies(g: dict, profile: str) -> None:
     assert abs(g["wrong_norm_cost_own_points"]) <= 3, g["wrong_norm_cost"]
     assert g["serve_acc_none"] <= chance + 0.05, g["serve_mismatch_acc"]                 # "chance for ten classes"
     assert g["serve_acc_imagenet"] <= g["serve_acc_right"] - 0.2, g["serve_mismatch_acc"]
-    # LR range test after the probe (BN frozen): fastai's rule picks below the minimum
-    for f_min, f_sug in zip(g["lr_finder_min"], g["lr_finder_suggestion"]):
-        assert f_sug < f_min, (f_min, f_sug)
+    # LR range test after the probe (BN frozen); the min/10 rule itself is a unit test (test_recipes.py)
     res = g["lr_results"]
     said("onecycle_vs_constant_suggestion", res["1cycle at the suggestion"]["target"], res["constant at the suggestion"]["target"])
     said("onecycle_vs_constant_minimum", res["1cycle at the loss minimum"]["target"], res["constant at the loss minimum"]["target"])

@@ -257,3 +257,11 @@ def test_source_accuracy_uses_the_original_head():
     src = world.WorldDataset("source", 600, "val")
     assert monitor.source_accuracy(m, head, src) > 0.85
     assert train.evaluate(m, world.WorldDataset("target_a", 100, "val"))["acc"] < 0.5
+
+
+def test_late_change_reads_the_last_quarter_of_a_curve():
+    assert train.late_change([0.1, 0.5, 0.7, 0.8, 0.8, 0.8, 0.81, 0.8]) == (2, pytest.approx(0.0))
+    k, change = train.late_change([0.1, 0.2, 0.3, 0.4])
+    assert k == 1 and change == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="at least 2 points"):
+        train.late_change([0.5])

@@ -151,7 +151,10 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 def train_head(model: nn.Module, train: Dataset, *, epochs: int, lr: float, schedule: str = "cosine",
                batch_size: int = 32, seed: int = 0, device=None, progress: bool = False) -> History:
-    """The linear probe: freeze the whole backbone (BatchNorm in eval mode too) and train ``fc`` only."""
+    """Step 1 of the fix, as the incident did it: freeze the whole backbone (BatchNorm in eval mode too)
+    and train ``fc`` only, with SGD through the network, so that fine-tuning continues the same optimizer
+    from there. Only to read features (no fine-tuning after it), ``shift.linear_probe_head`` fits the
+    same linear head on features extracted once, faster."""
     freeze.freeze(model)
     freeze.freeze_bn(model)
     return fit(model, train, None, epochs=epochs, lr=lr, schedule=schedule, batch_size=batch_size,

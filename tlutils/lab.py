@@ -77,34 +77,36 @@ class Table(dict):
     """A dict that the book shows as an HTML table and the tests read back as a dict.
 
     Rows are the keys; a row whose value is a dict spreads over columns (the union of
-    the rows' keys, in order of appearance). ``fmt`` formats every number (e.g. ``".1%"``);
+    the rows' keys, in order of appearance). ``fmt`` formats every number (e.g. ``".1%"``), or,
+    as a dict, the numbers of the columns it names (``{"source": ".1%"}``; other columns as without);
     a cell holding ``{"mean": m, "std": s}`` (or ``"min"``/``"max"``) shows as ``m ± s``
     (``m (min to max)``), a list as its items. ``text/plain`` stays the dict's repr, so
     ``ast.literal_eval`` gives the values back unformatted.
     """
 
-    def __init__(self, data: dict, fmt: str | None = None, caption: str | None = None):
+    def __init__(self, data: dict, fmt: str | dict[str, str] | None = None, caption: str | None = None):
         super().__init__(data)
         self.fmt, self.caption = fmt, caption
 
-    def _cell(self, value: Any) -> str:
+    def _cell(self, value: Any, column: Any = None) -> str:
+        fmt = self.fmt.get(column) if isinstance(self.fmt, dict) else self.fmt
         if isinstance(value, bool) or value is None:
             return "" if value is None else str(value)
         if isinstance(value, (int, float)):
             if isinstance(value, float) and value != value:
                 return "n/a"
-            return format(value, self.fmt) if self.fmt else (f"{value:.4g}" if isinstance(value, float) else str(value))
+            return format(value, fmt) if fmt else (f"{value:.4g}" if isinstance(value, float) else str(value))
         if isinstance(value, dict) and "mean" in value:
-            m = self._cell(value["mean"])
+            m = self._cell(value["mean"], column)
             if "std" in value:
-                return f"{m} ± {self._cell(value['std'])}"
+                return f"{m} ± {self._cell(value['std'], column)}"
             if "min" in value and "max" in value:
-                return f"{m} ({self._cell(value['min'])} to {self._cell(value['max'])})"
+                return f"{m} ({self._cell(value['min'], column)} to {self._cell(value['max'], column)})"
             return m
         if isinstance(value, (list, tuple)):
-            return ", ".join(self._cell(v) for v in value)
+            return ", ".join(self._cell(v, column) for v in value)
         if isinstance(value, dict):
-            return "; ".join(f"{k}: {self._cell(v)}" for k, v in value.items())
+            return "; ".join(f"{k}: {self._cell(v, column)}" for k, v in value.items())
         return str(value)
 
     def _repr_html_(self) -> str:
@@ -118,15 +120,15 @@ class Table(dict):
         head = "".join(f"<th>{escape(str(c))}</th>" for c in columns) if nested else "<th>value</th>"
         rows = []
         for key, row in self.items():
-            cells = [row.get(c) for c in columns] if nested else [row]
-            tds = "".join(f"<td>{escape(self._cell(v))}</td>" for v in cells)
+            cells = [(row.get(c), c) for c in columns] if nested else [(row, None)]
+            tds = "".join(f"<td>{escape(self._cell(v, c))}</td>" for v, c in cells)
             rows.append(f"<tr><th>{escape(str(key))}</th>{tds}</tr>")
         caption = f"<caption>{escape(self.caption)}</caption>" if self.caption else ""
         return (f'<table class="tlutils-table">{caption}<thead><tr><th></th>{head}</tr></thead>'
                 f"<tbody>{''.join(rows)}</tbody></table>")
 
 
-def record(name: str, value: Any, display: bool = False, fmt: str | None = None,
+def record(name: str, value: Any, display: bool = False, fmt: str | dict[str, str] | None = None,
            caption: str | None = None) -> None:
     """Record a number (or table) under ``name`` for the book and the tests (``myst_nb.glue``).
 

@@ -176,6 +176,16 @@ def onecycle_momentum(step: int, total_steps: int, high: float = 0.95, low: floa
 
 # --------------------------------------------------------------------------- history and callbacks
 
+def late_change(curve: Sequence[float], fraction: float = 0.25) -> tuple[int, float]:
+    """How far a learning curve still moved at its end: ``(k, curve[-1] - curve[-1 - k])`` over its last
+    ``k = fraction * (len(curve))`` epochs (at least one). Near zero, the budget was enough for the run to settle."""
+    if len(curve) < 2 or not 0 < fraction < 1:
+        raise ValueError(f"late_change needs a curve of at least 2 points and 0 < fraction < 1, got {len(curve)}, {fraction}")
+    k = max(1, int(len(curve) * fraction))
+    k = min(k, len(curve) - 1)
+    return k, float(curve[-1] - curve[-1 - k])
+
+
 class History(list):
     """Per-epoch records (dicts) of a ``fit`` run; ``h["val_acc"]`` gives one column."""
 
