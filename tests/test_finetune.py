@@ -82,6 +82,16 @@ def test_step_accuracy_is_recorded_before_the_first_update_and_after_each(tiny):
     assert isinstance(model.fc, nn.Linear)
 
 
+def test_a_job_can_ask_for_a_sparse_learning_curve(tiny):
+    job = {"rep": 0, "start": "random", "recipe": Recipe(lr=0.01, epochs=4), "curve": False}
+    (plain,), (sparse,) = (parallel.WorkerPool(tiny, workers=1).map(finetune.run_job, [j])
+                           for j in (job, {**job, "curve_every": 2}))
+    assert [r["epoch"] for r in sparse["curve"]] == [2, 4] and "curve" not in plain
+    assert sparse["curve"][-1]["acc"] == sparse["val_acc"][-1] == plain["val_acc"][-1], "the curve does not change the run"
+    with pytest.raises(ValueError, match="every must be >= 1"):
+        monitor.EpochAccuracyMonitor(tiny["reps"][0]["data"].val, every=0)
+
+
 def test_worker_count_can_be_set_by_the_environment(monkeypatch):
     monkeypatch.setenv("TLUTILS_WORKERS", "1")
     assert parallel.default_workers() == 1 and parallel.WorkerPool().workers == 1

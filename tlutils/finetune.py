@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from . import freeze
+from .monitor import EpochAccuracyMonitor
 from .models import BLOCKS
 from .train import L2SP, Callback, History, evaluate, fit
 
@@ -111,6 +112,7 @@ def run_job(job: dict, shared: dict) -> dict:
     ``"scratch"`` trains the same architecture from random weights (see :func:`reinitialise`).
 
     With ``job["curve"]`` false, the target validation accuracy is measured after the last epoch only;
+    ``job["curve_every"] = k`` adds ``"curve"``, the accuracy after every k-th epoch (``{"epoch", "acc"}`` rows);
     with ``job["ood"]`` true, the out-of-distribution accuracy is measured too (it costs one more pass
     over the validation images, which a sweep that does not report it need not pay).
 
@@ -129,16 +131,20 @@ def run_job(job: dict, shared: dict) -> dict:
         reinitialise(model, seed=rep["seed"])
     device = shared.get("device")
     curve = job.get("curve", True)
+    every = [EpochAccuracyMonitor(rep["data"].val, job["curve_every"])] if job.get("curve_every") else []
     hist = finetune(model, job["recipe"], rep["data"].train, rep["data"].val if curve else None,
-                    batch_size=shared["batch_size"], seed=rep["seed"], device=device)
+                    batch_size=shared["batch_size"], seed=rep["seed"], device=device, callbacks=every)
     ood = rep.get("ood_val") if job.get("ood") else None
     if job.get("ood") and ood is None:
         raise ValueError("job asks for the out-of-distribution accuracy, but its replicate has no 'ood_val'")
     val = hist["val_acc"] if curve else [evaluate(model, rep["data"].val, device=device)["acc"]]
-    return {"val_acc": val,
-            "source_acc": evaluate(model, shared["source_val"], head=shared["source_head"], device=device)["acc"],
-            "ood_acc": evaluate(model, ood, device=device)["acc"] if ood is not None else None,
-            "finite": all(math.isfinite(v) for v in hist["train_loss"])}
+    out = {"val_acc": val,
+           "source_acc": evaluate(model, shared["source_val"], head=shared["source_head"], device=device)["acc"],
+           "ood_acc": evaluate(model, ood, device=device)["acc"] if ood is not None else None,
+           "finite": all(math.isfinite(v) for v in hist["train_loss"])}
+    if every:
+        out["curve"] = every[0].epochs
+    return out
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

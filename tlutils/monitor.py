@@ -161,6 +161,21 @@ class StepAccuracyMonitor(Callback):
             self._record(state, state.step + 1)
 
 
+class EpochAccuracyMonitor(Callback):
+    """Accuracy on ``data`` after every ``every``-th epoch: a learning curve for a long run at a fraction
+    of the cost of evaluating after every epoch. ``self.epochs`` is a list of ``{"epoch": e, "acc": a}``."""
+
+    def __init__(self, data: Dataset | DataLoader, every: int = 1) -> None:
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.data, self.every = data, every
+        self.epochs: list[dict] = []
+
+    def on_epoch_end(self, state: FitState, logs: dict) -> None:
+        if logs["epoch"] % self.every == 0:
+            self.epochs.append({"epoch": logs["epoch"], "acc": evaluate(state.model, self.data, device=state.device)["acc"]})
+
+
 # --------------------------------------------------------------------------- debugging and production monitoring
 
 @torch.no_grad()
