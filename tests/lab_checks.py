@@ -109,6 +109,7 @@ def check_forgetting(g: dict, profile: str) -> None:
     # the trained head is larger; some probe-start runs at high LRs diverge; the probe buys speed at a safe LR
     assert g["head_norm_ratio"] > 2, g["head_norm_ratio"]
     assert any(r["diverged"] > 0 for r in sweep.values() if r["head"] == "probe"), sweep
+    assert not any(r["diverged"] for r in sweep.values() if r["head"] == "probe" and r["LR / peak"] in fracs[:2]), sweep
     assert g["target_e3_003_probe_frozen"] >= g["target_e3_003_random_frozen"] + 0.1
     assert g["source_003_probe_frozen"] >= 0.9 * pre, g["source_003_probe_frozen"]
     # BN's switch raises the loss before any update; at the naive LR even frozen BN forgets
