@@ -53,8 +53,7 @@ def check_forgetting(g: dict, profile: str) -> None:
     assert len(curve) == g["scratch_epochs"] // every and g["scratch_late_epochs"] == len(curve) // 4 * every, curve
     assert math.isclose(g["scratch_late_change"], curve[-1] - curve[-1 - len(curve) // 4], abs_tol=2e-4), curve
     assert abs(g["scratch_late_change"]) < 0.02, curve
-    assert _signed_matches(g["scratch_late_change_text"].replace(" up", " above").replace(" down", " below")
-                           .replace("unchanged", "level with"), 100 * g["scratch_late_change"])
+    assert _words_say(g["scratch_late_change_text"], g["scratch_late_change"], "up", "down", "unchanged")
     # target accuracy hides forgetting: FT ends above the probe on the target with the source below half
     assert g["ft_id_acc"] > g["lp_id_acc"] and g["source_acc_l2sp_control"] <= pre / 2, (g["ft_id_acc"], g["lp_id_acc"])
     # the fix adds accuracy over the probe and keeps the source task
@@ -157,7 +156,7 @@ def check_forgetting(g: dict, profile: str) -> None:
         assert _signed_matches(g[f"{key}_text"], round(100 * (t[a][col] - t[b][col]), 1)), key
     assert g["kumar_signs_reproduced"] == sum(v["same sign"] == "yes" for v in g["lpft_vs_kumar"].values())
     assert g["ft_id_acc"] == t["FT"]["ID"] and g["lpft_ood_acc"] == t["LP-FT"]["OOD"]
-    # LP-FT needed a learning rate no larger than FT's: from the probe, high LRs are unstable
+    # LP-FT needed a smaller learning rate than FT's: from the probe, high LRs are unstable
     assert g["lpft_lr_over_peak"] < g["ft_lr_over_peak"], (g["lpft_lr_over_peak"], g["ft_lr_over_peak"])
     assert row[(0.1, "probe", "frozen")]["source"] < row[(0.1, "random", "frozen")]["source"]
     assert g["l2sp_control_val_acc"] == t["FT"]["ID"] and g["l2sp_val_acc"] == t["L2-SP (FT + penalty)"]["ID"]
@@ -357,7 +356,7 @@ def check_domain_shift(g: dict, profile: str) -> None:
                                                                       acc["dissimilar task"][large]["scratch"]), r
     assert g["dissimilar_transfer_minus_scratch_large_max"] > 0 and g["dissimilar_transfer_minus_scratch_small_max"] > 0
     # the grid's "fine-tune the whole network, or train from scratch", with the most data, against the winners
-    grid_ok = all(acc[c][large] and g[f"best_large_{k}"] in ("full fine-tune", "scratch") for c, k in ((strong, "strong"), ("dissimilar task", "dissimilar")))
+    grid_ok = all(g[f"best_large_{k}"] in ("full fine-tune", "scratch") for k in ("strong", "dissimilar"))
     assert g["grid_large_different"] == ("agrees" if grid_ok else "disagrees"), g["grid_large_different"]
     # the danger zone (little data, dissimilar): feature extraction is the worst of the three
     dz = acc["dissimilar task"][small]
