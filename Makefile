@@ -67,13 +67,17 @@ book-instructor: setup
 # pytest workers for the rest, each test file on one worker, the longest first
 # (tests/conftest.py). Every process uses one thread (on these small models that is faster than
 # one process with two) and starts no worker processes of its own (TLUTILS_WORKERS=1).
-# TLUTILS_TEST_RUN lets the processes share each papermill run. The book's log is printed at the
+# TLUTILS_TEST_RUN lets the processes share each papermill run and the machine's speed, measured
+# first, while nothing else runs (the ci budget grows on a slower machine: tests/notebooks.py). The book's log is printed at the
 # end; the exit status is the worse of the two.
+TEST_RUN := make-$(shell date +%s%N)
 test: setup
 	@mkdir -p tests/_artifacts
+	@TLUTILS_TEST_RUN=$(TEST_RUN) $(PY) -c "import sys; sys.path.insert(0, 'tests'); import notebooks as n; \
+	print(f'this machine: {n.speed_measured():.1f} training steps per CPU second, {n.slowdown():.2f}x the reference time')"
 	env -u TLUTILS_PROFILE $(PY) -m tlutils.grading stage-book --edition student >/dev/null
 	env -u TLUTILS_PROFILE $(PY) -m tlutils.grading execute-book _build/src/student --cache _build/.jupyter_cache
-	@export TLUTILS_TEST_RUN=make-$$$$-$$(date +%s) TLUTILS_WORKERS=1; \
+	@export TLUTILS_TEST_RUN=$(TEST_RUN) TLUTILS_WORKERS=1; \
 	OMP_NUM_THREADS=1 $(PY) -m pytest -v -m book -p no:xdist --durations=10 > tests/_artifacts/book-tests.log 2>&1 & book=$$!; \
 	OMP_NUM_THREADS=1 $(PY) -m pytest -v -n 2 --dist loadfile --no-loadscope-reorder -m "not book" --durations=15; rest=$$?; \
 	wait $$book; books=$$?; echo "=== the website's tests (tests/_artifacts/book-tests.log) ==="; \

@@ -249,6 +249,7 @@ EXTRA_SEEDS["feature_hierarchy"] = [1]
 
 
 def check_feature_hierarchy(g: dict, profile: str) -> None:
+    from tlutils.strategies import AS_WORDS, verdict
     frozen, tuned, selfbnb = g["transfer_curve_frozen"], g["transfer_curve_finetuned"], g["transfer_curve_selfbnb"]
     ks = sorted(frozen)  # the ci profile skips some k
     assert set(tuned) == set(frozen) >= {0, 2, 4, 5} and set(selfbnb) == set(ks) - {0}, (frozen, selfbnb)
@@ -263,7 +264,10 @@ def check_feature_hierarchy(g: dict, profile: str) -> None:
     assert max(sim, key=sim.get) == "layer4" and sim["layer4"] >= 0.9, sim
     assert all(b > a for a, b in zip(list(sim.values()), list(sim.values())[1:])), sim   # "improves block after block"
     assert g["probe_best_depth"] in (3, 4) and g["probe_best_block"] in ("layer2", "layer3"), ori
-    assert ori["layer4"] <= g["probe_best_acc"] - 0.15, ori
+    assert ori["layer4"] <= g["probe_best_acc"] - 0.15, ori                # means over the seeds
+    pr = g["probe_runs"]
+    assert all(len(v) == g["n_seeds"] for by in pr.values() for v in by.values()), pr
+    assert g["probe_layer4_vs_best_words"] == AS_WORDS[verdict(pr["orientation"]["layer4"], pr["orientation"][g["probe_best_block"]])], pr
     # AnB: general lower blocks beat scratch (same budget); the frozen top block is specific
     assert g["frozen_best_k"] in (3, 4), frozen
     assert g["frozen_best_acc"] >= g["scratch_acc"] + 0.15, (g["frozen_best_acc"], g["scratch_acc"])
@@ -291,7 +295,7 @@ def check_feature_hierarchy(g: dict, profile: str) -> None:
     assert g["cka_falls_with_every_block"] is True and all(b < a for a, b in zip(list(cka.values()), list(cka.values())[1:])), cka
     assert g["cka_first"] >= 0.98 and g["cka_last"] <= 0.95, cka
     # fine-tuning put the angle back into layer4
-    assert g["probe_acc_layer4_finetuned"] >= g["probe_acc_layer4"] + 0.05, (g["probe_acc_layer4_finetuned"], g["probe_acc_layer4"])
+    assert g["probe_acc_layer4_finetuned"] >= g["probe_acc_layer4_first_seed"] + 0.05, (g["probe_acc_layer4_finetuned"], g["probe_acc_layer4_first_seed"])
     for fig in ("fig_filters", "fig_activation_maps", "fig_probes", "fig_transfer_curves", "fig_scratch_curve", "fig_cka"):
         assert g[fig] == "figure", fig
 
@@ -301,6 +305,7 @@ COVARIATE_SHIFTS = ("contrast", "brightness", "noise", "blur", "texture")
 
 
 def check_domain_shift(g: dict, profile: str) -> None:
+    from tlutils.strategies import AS_WORDS, verdict
     clean = g["clean_acc"]
     assert clean >= 0.9, clean
     # 1. severity sweep: accuracy falls and feature MMD^2 rises with severity; the probe agrees
@@ -324,12 +329,18 @@ def check_domain_shift(g: dict, profile: str) -> None:
     assert max(abs(x) for x in runs["colour"]) < 0.02, runs["colour"]     # "less than two points on every seed"
     clean_mean = g["clean_acc_mean"]
     assert g["adabn_acc_blur"] <= clean_mean - 0.2 and g["adabn_acc_noise"] <= clean_mean - 0.2, g["adabn_acc_by_kind"]
-    assert g["adabn_one_class_acc"] < g["adabn_one_class_no_adaptation_acc"], (g["adabn_one_class_acc"], g["adabn_one_class_no_adaptation_acc"])
+    # one-class AdaBN "drops" below no adaptation on average; how clearly is a glued verdict over the seeds
+    one, none = g["adabn_one_class_runs"], g["adabn_one_class_no_adaptation_runs"]
+    assert len(one) == len(none) == n_seeds and g["adabn_one_class_acc"] < g["adabn_one_class_no_adaptation_acc"], (one, none)
+    assert g["adabn_one_class_vs_none_words"] == AS_WORDS[verdict(one, none)], (one, none)
     # 3. greyscale: the summed filters reproduce the RGB network exactly; adapting beats re-initialising
     assert g["grey_mean_conv_max_abs_diff"] < 1e-4
-    fc = g["first_conv_adapt_vs_reinit"]
-    assert min(fc["sum"], fc["copy"]) >= fc["reinit"] + 0.2, fc
-    assert abs(fc["sum"] - fc["copy"]) <= 0.05, fc                         # "within five points of the sum"
+    fc, fr = g["first_conv_adapt_vs_reinit"], g["first_conv_runs"]
+    assert all(len(v) == n_seeds for v in fr.values()), fr
+    assert min(fc["sum"], fc["copy"]) >= fc["reinit"] + 0.2, fc            # means over the seeds
+    for mode in ("sum", "copy"):
+        assert g[f"grey_{mode}_vs_reinit_words"] == AS_WORDS[verdict(fr[mode], fr["reinit"])], fr
+    assert abs(fc["sum"] - fc["copy"]) <= 0.05, fc                         # "within five points of the sum on average"
     # 4. the decision matrix: n_seeds runs per cell
     acc, mruns = g["decision_matrix_acc"], g["decision_matrix_runs"]
     strong = f"texture {g['matrix_strong_severity']}"
@@ -361,23 +372,33 @@ def check_domain_shift(g: dict, profile: str) -> None:
     # the danger zone (little data, dissimilar): feature extraction is the worst of the three
     dz = acc["dissimilar task"][small]
     assert dz["feature extraction"] < min(dz["full fine-tune"], dz["scratch"]), dz   # "the worst choice of the three"
+    # ... and whether clearly so (both sizes): the glued words follow the course's noise rule
+    for size_name, n in (("small", small), ("large", large)):
+        r = mruns["dissimilar task"][n]
+        clearly = all(verdict(r["feature extraction"], r[s]) == "below" for s in ("full fine-tune", "scratch"))
+        assert g[f"fe_{size_name}_dissimilar_words"].startswith("behind both, clearly" if clearly else "behind both on average"), r
     # the textbook's danger-zone advice: an earlier block helps on the dissimilar task (every seed), not under the overlay
     probes = g["danger_probe_by_block"]
     assert g["danger_dissimilar_best_block"] != "layer4" and g["danger_dissimilar_best_minus_layer4_min"] > 0, probes
     assert g["danger_strong_best_block"] == "layer4", probes
     # 5. CKA on 4 x 4 pooled maps: the stem changes least, the top changes more under the strong shift
-    cka = g["cka_by_block"]
+    cka, ckr = g["cka_by_block"], g["cka_runs"]
     for cond, by_block in cka.items():
-        assert by_block["conv1"] >= by_block["layer4"], (cond, by_block)
+        assert by_block["conv1"] >= by_block["layer4"], (cond, by_block)              # means over the seeds
+        assert all(len(v) == n_seeds for v in ckr[cond].values()), ckr
+    v = verdict(ckr[strong]["layer4"], ckr["no shift"]["layer4"])
+    assert g["cka_layer4_verdict"] == v and g["cka_layer4_words"].startswith(
+        {"below": "the larger shift changed the late blocks more", "within noise": "within noise",
+         "above": "the larger shift changed the late blocks less"}[v]), (ckr, g["cka_layer4_words"])
     # the glued verdicts say what the seeds say, in both profiles: each cell's named best strategy has the
     # highest mean, and "ahead of the runner-up on every seed" is written exactly when it beat it on every seed
     for size_name, n in (("small", small), ("large", large)):
         for cond_name, cond in (("noshift", "no shift"), ("strong", strong), ("dissimilar", "dissimilar task")):
             cell, runs = acc[cond][n], mruns[cond][n]
             (first, _), (second, _) = sorted(cell.items(), key=lambda kv: -kv[1])[:2]
-            clear = all(x > y for x, y in zip(runs[first], runs[second]))
+            clear = verdict(runs[first], runs[second]) == "above"
             assert g[f"best_{size_name}_{cond_name}"] == first and g[f"best_{size_name}_{cond_name}_clear"] is clear, (cond, n, cell)
-            assert g[f"verdict_{size_name}_{cond_name}"].startswith("ahead of" if clear else "within noise"), (cond, n)
+            assert g[f"verdict_{size_name}_{cond_name}"].startswith("clearly ahead of" if clear else "within noise"), (cond, n)
     # the sentences the chapter scopes to the book's run: in `ci` their glued words must still match the numbers
     for words, diff in (("doubling_scratch_words", "doubling_gain_scratch"), ("doubling_ftall_words", "doubling_gain_ftall"),
                         ("deeper_ft_gain_strongest_words", "deeper_ft_gain_strongest")):
@@ -388,8 +409,6 @@ def check_domain_shift(g: dict, profile: str) -> None:
         # under the strong overlay, with the most data, full fine-tuning beats feature extraction on every seed
         assert g["deeper_ft_gain_strongest_min"] > 0, g["deeper_ft_gain_runs"]
         assert g["best_large_strong"] == "full fine-tune" and g["best_large_strong_clear"] is True, acc[strong]
-        # with more data, the larger shift leaves layer4 changed more
-        assert g["cka_layer4_strong_shift"] < g["cka_layer4_no_shift"], cka
     for fig in ("fig_shift_examples", "fig_severity_sweep", "fig_decision_matrix", "fig_convergence", "fig_cka",
                 "fig_danger_probe_by_block"):
         assert g[fig] == "figure", fig

@@ -413,7 +413,7 @@ def real_labs_graded(tmp_path_factory) -> dict:
     Their solutions are not graded here, to keep this file fast: the harness (test_labs.py) runs
     every master with its test cells, so each solution passes its own public and hidden tests, and
     ``lint_master`` checks that each test function only uses its parameters, as the autograder needs
-    (the forgetting lab's solution is graded in the sandbox by test_grading_hostile.py).
+    (the feature-hierarchy lab's solution is graded in the sandbox by test_grading_hostile.py).
     """
     tmp = tmp_path_factory.mktemp("real_labs")
     labs = g.assign(REAL_LABS, tmp / "assign")
@@ -534,13 +534,13 @@ def test_instructor_edition_can_show_an_executed_copy(toy_repo, tmp_path):
 # --------------------------------------------------------------------------- parallel = alone (slow)
 
 @pytest.mark.notebook
-def test_twenty_honest_submissions_with_two_workers_score_as_alone(toy_lab, toy_repo, tmp_path):
+def test_a_class_of_honest_submissions_with_two_workers_scores_as_alone(toy_lab, toy_repo, tmp_path):
     import itertools
 
     subsets = [set(c) for k in range(4) for c in itertools.combinations(POINTS, k)]  # 8 ways to answer
     subs = tmp_path / "class"
     expected = {}
-    for i in range(20):
+    for i in range(12):   # every way to answer, some twice, so both workers grade several
         solved = subsets[i % len(subsets)]
         put(subs, f"s{i:02d}", "toy_lab", with_answers(toy_lab, solved))
         expected[f"s{i:02d}"] = {q: (POINTS[q] if q in solved else 0.0) for q in POINTS}
@@ -548,7 +548,7 @@ def test_twenty_honest_submissions_with_two_workers_score_as_alone(toy_lab, toy_
     assert {r.student: r.scores for r in together} == expected
     assert all(r.status == "graded" for r in together), [r.notes for r in together if r.status != "graded"]
     alone_dir = tmp_path / "alone"
-    for student in ("s03", "s07", "s12"):  # a few, one by one
+    for student in ("s03", "s07"):  # a few, one by one (s07 answered everything)
         shutil.copytree(subs / student, alone_dir / student)
         (row,) = g.grade(alone_dir, tmp_path / f"alone-{student}", workers=1, root=toy_repo, sandbox=SANDBOX,
                          verbose=False)

@@ -5,9 +5,9 @@ limits so that every case is bounded: 64 processes, 4 GiB of memory per process,
 120 s time limit. Each affected question scores 0 with a readable reason, nothing is left behind
 (processes, files) and the honest rows score what they score alone.
 
-The forgetting lab (its master and question names only: its content changes) checks that its
-solution scores full marks through the same machinery (exact partial points: the toy lab, in
-test_grading.py).
+A real lab, the quickest one (feature hierarchy: its master and question names only, its content
+changes), checks that its solution scores full marks through the same machinery (exact partial
+points: the toy lab, in test_grading.py; every lab's untouched student version: test_grading.py).
 """
 from __future__ import annotations
 
@@ -244,24 +244,24 @@ def test_refuses_without_a_sandbox_unless_asked(toy, tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- a real lab
 
-FORGETTING = ROOT / "labs" / "forgetting.ipynb"
+REAL_LAB = ROOT / "labs" / "feature_hierarchy.ipynb"
 
 
 @pytest.fixture(scope="module")
-def forgetting(tmp_path_factory):
-    if not FORGETTING.exists():
-        pytest.skip("no forgetting lab")
-    tmp = tmp_path_factory.mktemp("forgetting")
-    lab = g.assign([FORGETTING], tmp / "assign")["forgetting"]
+def real_lab(tmp_path_factory):
+    if not REAL_LAB.exists():
+        pytest.skip(f"no {REAL_LAB.stem} lab")
+    tmp = tmp_path_factory.mktemp(REAL_LAB.stem)
+    lab = g.assign([REAL_LAB], tmp / "assign")[REAL_LAB.stem]
     subs = tmp / "submissions"
-    put(subs, "solution", "forgetting", nbformat.read(str(lab.autograder_notebook), as_version=4))
-    rows = g.grade(subs, tmp / "grades", masters=[FORGETTING], assign_dir=tmp / "assign", root=ROOT,
+    put(subs, "solution", REAL_LAB.stem, nbformat.read(str(lab.autograder_notebook), as_version=4))
+    rows = g.grade(subs, tmp / "grades", masters=[REAL_LAB], assign_dir=tmp / "assign", root=ROOT,
                    workers=1, sandbox=True)
     return {r.student: r for r in rows}
 
 
-def test_forgetting_solution_scores_full_marks_in_the_sandbox(forgetting):
-    row = forgetting["solution"]
+def test_real_lab_solution_scores_full_marks_in_the_sandbox(real_lab):
+    row = real_lab["solution"]
     assert row.mode == "sandbox" and row.status == "graded", row.notes
     assert row.total == row.max_total > 0, row.notes
-    assert set(row.scores) == {q.name for q in g.read_master(FORGETTING).questions}, row.scores
+    assert set(row.scores) == {q.name for q in g.read_master(REAL_LAB).questions}, row.scores

@@ -13,7 +13,7 @@ on the target's own training images (:func:`tlutils.shift.adabn`): the head is t
 the statistics of the domain it will serve, so strategies differ only in *which weights* adapt.
 The fine-tuning strategies get one budget of optimizer steps and training from scratch a longer
 one, each enough to converge (the domain-shift lab shows the learning curves); every cell runs
-once per seed, and :meth:`DecisionMatrix.best` calls a winner clear only when it wins on every seed.
+once per seed, and :meth:`DecisionMatrix.best` calls a winner clear only when :func:`verdict` does.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import torch
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from . import freeze as fz
@@ -36,11 +37,11 @@ STRATEGIES = (*fz.STRATEGIES, fz.SCRATCH)
 SHORT_NAMES = {"feature extraction": "FE", "fine-tune top": "FT top", "full fine-tune": "FT all", "scratch": "scratch"}
 
 
-def epochs_for(steps: int, n_train: int, batch_size: int) -> int:
-    """Epochs that give about ``steps`` optimizer steps (at least one epoch)."""
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    return max(1, round(steps / math.ceil(n_train / batch_size)))
+def epochs_for(steps: int, n_train: int, batch_size: int, min_epochs: int = 1) -> int:
+    """Epochs that give at least ``steps`` optimizer steps, and at least ``min_epochs`` epochs."""
+    if steps < 1 or min_epochs < 1:
+        raise ValueError(f"steps and min_epochs must be >= 1, got {steps} and {min_epochs}")
+    return max(min_epochs, math.ceil(steps / math.ceil(n_train / batch_size)))
 
 
 VERDICTS = ("above", "within noise", "below")
@@ -51,8 +52,9 @@ def verdict(a: Sequence[float], b: Sequence[float]) -> str:
 
     ``a`` is ``"above"`` ``b`` only when every seed of ``a`` beats every seed of ``b`` (their
     min-max ranges do not overlap), ``"below"`` the other way round, and ``"within noise"``
-    when the ranges overlap. With one seed each there is no spread to judge by: any
-    difference counts.
+    when the ranges overlap. This is the course's one rule for "beats", "clearly" and "within
+    noise" (a sentence that says "on every seed" states the paired fact itself). With one seed
+    each there is no spread to judge by: any difference counts.
     """
     if len(a) == 0 or len(b) == 0:
         raise ValueError("verdict needs at least one value on each side")
@@ -90,7 +92,7 @@ def points(values: Sequence[float]) -> str:
 def train_scratch(data: TaskData, widths: Sequence[int], *, steps: int, lr: float = 0.1,
                   weight_decay: float = 5e-4, batch_size: int = 32, seed: int = 0, curve: bool = False,
                   device=None) -> tuple[ResNet, History]:
-    """Train the architecture from random weights on ``data`` (SGD, 1cycle to ``lr``) for about ``steps`` steps.
+    """Train the architecture from random weights on ``data`` (SGD, 1cycle to ``lr``) for at least ``steps`` steps.
 
     Returns the model and its per-epoch history; with ``curve`` the history also holds the
     validation accuracy after every epoch (the learning curve that shows whether the budget
@@ -110,7 +112,7 @@ def fine_tune(start: ResNet, data: TaskData, strategy: str, *, steps: int, head_
               device=None) -> tuple[ResNet, History]:
     """Fine-tune a copy of ``start`` (backbone and trained head) with ``"fine-tune top"`` or ``"full fine-tune"``.
 
-    SGD with warmup and a cosine schedule for about ``steps`` steps; the head learns at
+    SGD with warmup and a cosine schedule for at least ``steps`` steps (whole epochs); the head learns at
     ``head_lr``, the backbone at ``head_lr / backbone_factor``. ``"fine-tune top"`` trains
     ``layer4`` and the head only, the blocks below keep their weights and BN statistics.
     Returns the model and its history (with validation accuracy per epoch if ``curve``).
@@ -128,13 +130,22 @@ def fine_tune(start: ResNet, data: TaskData, strategy: str, *, steps: int, head_
     return model, hist
 
 
-def probe_start(pretrained: ResNet, data: TaskData, *, seed: int = 0, device=None) -> ResNet:
-    """Feature extraction: a copy of ``pretrained`` with BN statistics re-estimated on ``data.train``
-    (AdaBN) and a linear-probe head fit on its frozen features; the start of both fine-tuning strategies."""
+def probe_start(pretrained: ResNet, data: TaskData | Dataset, *, adapt_bn: bool = True, seed: int = 0,
+                device=None) -> ResNet:
+    """Feature extraction: a copy of ``pretrained`` with a linear-probe head fit on its frozen features
+    of the target's training images (``data``: a :class:`~tlutils.world.TaskData`, whose ``train``
+    split is used, or the training images themselves); the start of both fine-tuning strategies.
+
+    With ``adapt_bn`` (the default, as in the decision matrix) the BN statistics are first
+    re-estimated on those images (AdaBN), so the head is fit to the statistics it will be used
+    with; without it the backbone keeps the pretraining statistics. Returned in eval mode.
+    """
     device = get_device(device)
-    probe = adabn(pretrained, data.train, device=device)  # a copy, with the target's statistics
-    ftr, ytr = extract_features(probe, data.train, device=device)
-    probe.fc = linear_probe_head(ftr, ytr, data.num_classes, seed=seed).to(device)
+    train = data.train if isinstance(data, TaskData) else data
+    # adabn returns an adapted copy; the pretrained model is never changed
+    probe = adabn(pretrained, train, device=device) if adapt_bn else copy.deepcopy(pretrained).to(device)
+    ftr, ytr = extract_features(probe, train, device=device)
+    probe.fc = linear_probe_head(ftr, ytr, len(train.classes), seed=seed).to(device)
     return probe.eval()
 
 
@@ -146,7 +157,7 @@ def run_cell(pretrained: ResNet, data: TaskData, strategies: Sequence[str] = STR
     Feature extraction fits a linear head on cached features of the adapted backbone; the two
     fine-tuning strategies start from that model, probe head included (LP-FT, Kumar et al. 2022),
     so a fine-tuning run never starts from a random head that would distort the features. They
-    train for about ``steps`` optimizer steps; ``scratch`` (:func:`train_scratch`) for about
+    train for at least ``steps`` optimizer steps; ``scratch`` (:func:`train_scratch`) for at least
     ``scratch_steps`` (default ``steps``): random weights need a longer budget to converge.
     """
     unknown = [s for s in strategies if s not in STRATEGIES]
@@ -175,7 +186,8 @@ def run_cell(pretrained: ResNet, data: TaskData, strategies: Sequence[str] = STR
 @dataclass
 class DecisionMatrix:
     """Accuracies of a sweep: ``runs[condition][size][strategy]`` holds one accuracy per seed,
-    ``acc[condition][size][strategy]`` their mean; models kept for later use in ``models``."""
+    ``acc[condition][size][strategy]`` their mean; ``models[(condition, size, strategy)]`` the
+    models kept for later use, one per seed."""
     acc: dict = field(default_factory=dict)
     runs: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict)
@@ -183,10 +195,10 @@ class DecisionMatrix:
     def best(self) -> dict:
         """``{condition: {size: (best strategy, mean margin over the runner-up, clear)}}``.
 
-        The best strategy has the highest mean accuracy. ``clear`` is True when it also beats the
-        runner-up on every seed (paired: both ran on the same data); otherwise the ranking
-        flips between seeds and the two are within noise. With one seed (no ``runs``), a win is
-        never called clear.
+        The best strategy has the highest mean accuracy. ``clear`` is True when :func:`verdict`
+        puts it above the runner-up (its worst seed beats the runner-up's best), the rule every
+        comparison of the course uses; otherwise the two are within noise. With one seed (no
+        ``runs``), a win is never called clear.
         """
         out: dict = {}
         for cond, by_size in self.acc.items():
@@ -194,7 +206,7 @@ class DecisionMatrix:
             for size, accs in by_size.items():
                 (s1, a1), (s2, a2) = sorted(accs.items(), key=lambda kv: -kv[1])[:2]
                 runs = self.runs.get(cond, {}).get(size, {})
-                clear = len(runs.get(s1, [])) > 1 and all(x > y for x, y in zip(runs[s1], runs[s2]))
+                clear = len(runs.get(s1, [])) > 1 and verdict(runs[s1], runs[s2]) == "above"
                 out[cond][size] = (s1, a1 - a2, clear)
         return out
 
@@ -208,7 +220,7 @@ class DecisionMatrix:
         return {f"{cond}, {size} per class": {
                     "best (mean over seeds)": SHORT_NAMES[s], "accuracy": f"{self.acc[cond][size][s]:.1%}",
                     "margin over the runner-up": f"{100 * m:.1f} points",
-                    "ahead on every seed": "yes" if clear else "no (within noise)"}
+                    "clear (ranges apart)": "yes" if clear else "no (within noise)"}
                 for cond, by_size in self.best().items() for size, (s, m, clear) in by_size.items()}
 
     def gain(self, better: str, worse: str) -> dict:
@@ -231,8 +243,8 @@ def decision_matrix(pretrained: ResNet, make_data: Callable[[str, int, int], Tas
     ``make_data(condition, n_per_class, seed)`` builds a cell's data; the seed also sets the
     initialisation and the shuffling, so the seeds measure the spread of the whole experiment.
     ``steps`` and ``scratch_steps`` (see :func:`run_cell`) are one budget or ``{size: budget}``.
-    Models of ``keep`` entries, ``(condition, size, strategy)``, are kept (first seed) in
-    ``result.models`` (e.g. for CKA). Results live in this run only; nothing is cached on disk.
+    Models of ``keep`` entries, ``(condition, size, strategy)``, are kept in ``result.models``,
+    one per seed in the order of ``seeds`` (e.g. for CKA). Results live in this run only; nothing is cached on disk.
     """
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown or len(strategies) < 2:
@@ -251,8 +263,8 @@ def decision_matrix(pretrained: ResNet, make_data: Callable[[str, int, int], Tas
         for s, a in accs.items():
             runs.setdefault(s, []).append(round(a, 4))
         for s, model in models.items():
-            if (cond, n, s) in keep and sd == seeds[0]:
-                result.models[(cond, n, s)] = model
+            if (cond, n, s) in keep:
+                result.models.setdefault((cond, n, s), []).append(model)
     result.acc = {c: {n: {s: round(sum(v) / len(v), 4) for s, v in a.items()} for n, a in bs.items()}
                   for c, bs in result.runs.items()}
     return result
