@@ -170,6 +170,7 @@ EXTRA_SEEDS["batchnorm"] = [1]
 
 
 def check_batchnorm(g: dict, profile: str) -> None:
+    from tlutils.strategies import AS_WORDS, verdict
     pre = g["source_acc_pretrained"]
     # "frozen" is not frozen: requires_grad=False + train mode drifts and forgets; freeze_bn keeps everything
     assert g["bn_stat_drift_eval"] == 0, g["bn_stat_drift_eval"]
@@ -228,7 +229,10 @@ def check_batchnorm(g: dict, profile: str) -> None:
     assert g["adabn_gain_min"] > 0, r                                     # "AdaBN helped on every seed"
     control = r["clean, after AdaBN on clean images (control)"]
     assert all(c < a for c, a in zip(control, r["clean target_a"])), r   # the control: "lower on every seed"
-    assert g["shift_probe_acc_adabn_stats"] > g["shift_probe_acc_pretrained_stats"]
+    assert g["shift_probe_acc_adabn_stats"] > g["shift_probe_acc_pretrained_stats"]       # means over the seeds
+    spr = g["shift_probe_runs"]
+    assert all(len(v) == g["n_seeds"] for v in spr.values()), spr
+    assert g["shift_probe_adabn_vs_pretrained_words"] == AS_WORDS[verdict(spr["adabn"], spr["pretrained"])], spr
     # re-normalising the input with the shifted data's own statistics vs AdaBN, on every seed
     runs = g["renorm_runs"]
     assert set(runs) == {"contrast", "brightness", "noise", "blur"}, runs
