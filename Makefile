@@ -68,8 +68,8 @@ book-instructor: setup
 # (tests/conftest.py). Every process uses one thread (on these small models that is faster than
 # one process with two) and starts no worker processes of its own (TLUTILS_WORKERS=1).
 # TLUTILS_TEST_RUN lets the processes share each papermill run and the machine's speed, measured
-# first, while nothing else runs (the ci budget grows on a slower machine: tests/notebooks.py). The book's log is printed at the
-# end; the exit status is the worse of the two.
+# first, while nothing else runs (the ci budget grows on a slower machine: tests/notebooks.py).
+# The book's log is printed at the end; the exit status is the worse of the two.
 TEST_RUN := make-$(shell date +%s%N)
 test: setup
 	@mkdir -p tests/_artifacts
