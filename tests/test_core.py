@@ -99,6 +99,17 @@ def test_pretrained_accuracy_on_fresh_split():
     assert train.evaluate(model, fresh)["acc"] >= 0.90
 
 
+def test_inference_batch_size_cannot_change_a_prediction():
+    """The CPU's small inference batches (:func:`train.inference_batch_size`) give the predictions
+    of one large batch, bit for bit."""
+    model = models.load_pretrained()
+    data = world.WorldDataset("source", 300, split="val", seed=7)
+    assert train.inference_batch_size("cpu") < len(data) < 512
+    default, _ = train.map_batches(model, data, model)
+    (one_batch,), _ = train.map_batches(model, data, model, batch_size=512)
+    assert torch.equal(torch.cat(default), one_batch)
+
+
 def test_tampered_or_missing_checkpoint_is_refused(tmp_path):
     bad = tmp_path / "w.pt"
     data = bytearray(models.CHECKPOINT.read_bytes())
@@ -256,7 +267,7 @@ def test_source_accuracy_uses_the_original_head():
     head = m.reset_head(10, seed=0)
     src = world.WorldDataset("source", 600, "val")
     assert monitor.source_accuracy(m, head, src) > 0.85
-    assert train.evaluate(m, world.WorldDataset("target_a", 100, "val"))["acc"] < 0.5
+    assert train.evaluate(m, world.WorldDataset("target_a", 100, "val"))["acc"] < 0.3  # chance: 0.1
 
 
 def test_late_change_reads_the_last_quarter_of_a_curve():

@@ -8,11 +8,10 @@ import lab_checks
 from notebooks import execute_once, glued, lab_notebooks
 
 pytestmark = pytest.mark.notebook
-LABS = lab_notebooks()
+RUNS = [(nb, seed) for nb in lab_notebooks() for seed in lab_checks.EXTRA_SEEDS.get(nb.stem, [])]
 
 
-@pytest.mark.parametrize("nb", LABS, ids=[p.stem for p in LABS])
-def test_lab_claims_hold_for_other_seeds(nb):
-    for seed in lab_checks.EXTRA_SEEDS.get(nb.stem, []):
-        out, _ = execute_once(nb, "ci", seed)
-        lab_checks.__dict__[f"check_{nb.stem}"](glued(out), "ci")
+@pytest.mark.parametrize(("nb", "seed"), RUNS, ids=[f"{nb.stem}-seed{seed}" for nb, seed in RUNS])
+def test_lab_claims_hold_for_other_seeds(nb, seed):
+    out, _ = execute_once(nb, "ci", seed)
+    lab_checks.__dict__[f"check_{nb.stem}"](glued(out), "ci")

@@ -180,7 +180,7 @@ class EpochAccuracyMonitor(Callback):
 
 @torch.no_grad()
 def prediction_entropy(model: nn.Module, data: Dataset | DataLoader, normalized: bool = True,
-                       batch_size: int = 512, device=None) -> torch.Tensor:
+                       batch_size: int | None = None, device=None) -> torch.Tensor:
     """Entropy of the predicted class distribution of each example (a CPU tensor).
 
     With ``normalized`` it is divided by ``log(num_classes)``: 0 is a one-hot

@@ -13,14 +13,14 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from .train import get_device, inference_input, make_loader, map_batches, model_device
+from .train import get_device, inference_batch_size, inference_input, make_loader, map_batches, model_device
 
 
 # --------------------------------------------------------------------------- features
 
 @torch.no_grad()
 def extract_features(model: nn.Module, data: Dataset | DataLoader, upto: str = "layer4",
-                     batch_size: int = 512, device=None) -> tuple[Tensor, Tensor]:
+                     batch_size: int | None = None, device=None) -> tuple[Tensor, Tensor]:
     """Pooled backbone features after block ``upto`` and the labels, in eval mode (CPU tensors)."""
     feats, labels = map_batches(model, data, lambda x: model.forward_features(x, upto=upto).float().cpu(),
                                 batch_size, device)
@@ -221,7 +221,7 @@ def block_maps(model: nn.Module, x: Tensor, blocks=None) -> dict[str, Tensor]:
 
 @torch.no_grad()
 def block_features(model: nn.Module, data: Dataset | DataLoader, blocks=None, pool: int = 1,
-                   batch_size: int = 512, device=None) -> tuple[dict[str, Tensor], Tensor]:
+                   batch_size: int | None = None, device=None) -> tuple[dict[str, Tensor], Tensor]:
     """Pooled features of every block in ``blocks`` (one forward pass per batch) and the labels.
 
     Each map is average-pooled to ``pool`` x ``pool`` cells and flattened: ``pool=1`` gives
@@ -306,8 +306,9 @@ def _raw_of(data) -> tuple[Tensor, Tensor]:
 
 
 @torch.no_grad()
-def _features_of(model: nn.Module, images: Tensor, device, batch_size: int = 512) -> Tensor:
+def _features_of(model: nn.Module, images: Tensor, device) -> Tensor:
     from .world import normalize
+    batch_size = inference_batch_size(model_device(model) if device is None else device)
     was_training = model.training
     model.eval().to(device)
     out = [model.forward_features(inference_input(normalize(images[i:i + batch_size]), device)).float().cpu()

@@ -77,6 +77,17 @@ def inference_input(x: Tensor, device: torch.device | str) -> Tensor:
     return x.to(device, memory_format=torch.channels_last) if x.dim() == 4 else x.to(device)
 
 
+def inference_batch_size(device: torch.device | str) -> int:
+    """Images per forward pass where nothing is trained (:func:`evaluate`, :func:`map_batches`).
+
+    512 on a GPU, which wants large batches; 64 on a CPU, where a batch's activations then stay in
+    the caches: on this course's 2-core CPU, evaluating the bundled ResNet on 1,000 images took about
+    a quarter less time than with 512, with the same logits bit for bit (in eval mode every image
+    passes through BatchNorm alone, so the batch size cannot change a prediction).
+    """
+    return 64 if torch.device(device).type == "cpu" else 512
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices).
 
@@ -233,22 +244,21 @@ class Callback:
 # --------------------------------------------------------------------------- evaluate and fit
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Dataset | DataLoader, batch_size: int = 512,
+def evaluate(model: nn.Module, data: Dataset | DataLoader, batch_size: int | None = None,
              device: torch.device | str | None = None, head: nn.Module | None = None) -> dict:
     """Loss and accuracy of ``model`` on ``data`` in eval mode.
 
     With ``head``, the logits are ``head(model.forward_features(x))``: how the source
     task is scored with its original classifier on a fine-tuned backbone. Runs on
     ``device`` (default: the model's own); the model's train/eval mode and device are
-    restored afterwards.
+    restored afterwards. ``batch_size`` defaults to :func:`inference_batch_size`.
     """
-    loader = make_loader(data, batch_size, shuffle=False)
     total, correct, loss_sum = 0, 0, 0.0
     with contextlib.ExitStack() as stack:
         device = stack.enter_context(evaluating(model, device))
         if head is not None:
             stack.enter_context(evaluating(head, device))
-        for x, y in loader:
+        for x, y in make_loader(data, batch_size or inference_batch_size(device), shuffle=False):
             x, y = inference_input(x, device), y.to(device)
             logits = head(model.forward_features(x)) if head is not None else model(x)
             loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum").item()
@@ -612,20 +622,20 @@ def balanced_sampler(data_or_targets: Dataset | Sequence[int] | Tensor, num_samp
 
 
 @torch.no_grad()
-def map_batches(model: nn.Module, data: Dataset | DataLoader, fn: Callable[[Tensor], Any], batch_size: int = 512,
+def map_batches(model: nn.Module, data: Dataset | DataLoader, fn: Callable[[Tensor], Any], batch_size: int | None = None,
                 device: torch.device | str | None = None) -> tuple[list, Tensor]:
     """``fn(x)`` for every batch of ``data`` in order, with ``model`` in eval mode on ``device``
     (default: the model's own) and no gradients, and all the labels. The model's train/eval
-    mode and device are restored afterwards."""
+    mode and device are restored afterwards. ``batch_size`` defaults to :func:`inference_batch_size`."""
     outs, labels = [], []
     with evaluating(model, device) as device:
-        for x, y in make_loader(data, batch_size, shuffle=False):
+        for x, y in make_loader(data, batch_size or inference_batch_size(device), shuffle=False):
             outs.append(fn(inference_input(x, device)))
             labels.append(y)
     return outs, torch.cat(labels)
 
 
-def predict(model: nn.Module, data: Dataset | DataLoader, batch_size: int = 512,
+def predict(model: nn.Module, data: Dataset | DataLoader, batch_size: int | None = None,
             device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
     """Predicted classes and true labels over ``data`` (eval mode; the mode is restored)."""
     preds, labels = map_batches(model, data, lambda x: model(x).argmax(1).cpu(), batch_size, device)
